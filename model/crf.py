@@ -1,0 +1,156 @@
+"""A linear-chain CRF, vectorised over the batch, with scheme constraints.
+
+Index convention: ``transitions[i, j]`` scores moving *from* tag ``i`` *to* tag ``j``
+(as pytorch-crf and AllenNLP do). Only the time axis is a Python loop; every step works
+on the whole batch at once, so a batch of 128 costs about what a batch of 1 does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+_FORBIDDEN = -10000.0
+
+
+class CRF(nn.Module):
+    """Linear-chain CRF over ``num_tags`` tags with optional allowed-transition constraints."""
+
+    def __init__(self, num_tags: int, allowed: set[tuple[int, int]] | None = None) -> None:
+        super().__init__()
+        if num_tags < 1:
+            raise ValueError(f"expected at least 1 tag, got {num_tags}")
+        self.num_tags = num_tags
+        # (num_tags, num_tags): [from, to]
+        self.transitions = nn.Parameter(torch.empty(num_tags, num_tags).uniform_(-0.1, 0.1))
+        self.start_transitions = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+        self.end_transitions = nn.Parameter(torch.empty(num_tags).uniform_(-0.1, 0.1))
+        # (num_tags + 2, num_tags + 2): START is row num_tags, END is column num_tags + 1
+        mask = torch.ones(num_tags + 2, num_tags + 2, dtype=torch.bool)
+        if allowed is not None:
+            mask.zero_()
+            for i, j in allowed:
+                mask[i, j] = True
+        self.register_buffer("constraint_mask", mask, persistent=False)
+
+    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Transition, start and end scores with forbidden moves pushed to a large negative."""
+        n = self.num_tags
+        mask = self.constraint_mask
+        transitions = self.transitions.masked_fill(~mask[:n, :n], _FORBIDDEN)
+        start = self.start_transitions.masked_fill(~mask[n, :n], _FORBIDDEN)
+        end = self.end_transitions.masked_fill(~mask[:n, n + 1], _FORBIDDEN)
+        return transitions, start, end
+
+    def _check(self, emissions: torch.Tensor, mask: torch.Tensor) -> None:
+        if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
+            raise ValueError(
+                f"expected emissions of shape (batch, seq_len, {self.num_tags}), "
+                f"got {tuple(emissions.shape)}"
+            )
+        if mask.shape != emissions.shape[:2]:
+            raise ValueError(f"expected mask of shape {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}")
+        if mask.size(1) and not bool(mask[:, 0].all()):
+            raise ValueError("every sequence needs at least one token (mask[:, 0] must be all true)")
+
+    def log_likelihood(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-probability of the gold ``tags`` under the CRF, one value per sequence.
+
+        Args:
+            emissions: (batch, seq_len, num_tags) unary scores.
+            tags: (batch, seq_len) gold tag indices (anything at padded positions).
+            mask: (batch, seq_len) true for real tokens; padding only on the right.
+        """
+        self._check(emissions, mask)
+        return self._gold_score(emissions, tags, mask) - self.log_partition(emissions, mask)
+
+    def _gold_score(
+        self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        transitions, start, end = self._scores()
+        maskf = mask.to(emissions.dtype)
+        # (batch, seq_len)
+        unary = emissions.gather(2, tags.unsqueeze(2)).squeeze(2) * maskf
+        # (batch, seq_len - 1)
+        binary = transitions[tags[:, :-1], tags[:, 1:]] * maskf[:, 1:]
+        lengths = mask.sum(1)
+        # (batch,)
+        last_tags = tags.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+        return start[tags[:, 0]] + unary.sum(1) + binary.sum(1) + end[last_tags]
+
+    def _alphas(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Forward variables for every position: (batch, seq_len, num_tags)."""
+        transitions, start, _ = self._scores()
+        # (batch, num_tags)
+        alpha = start.unsqueeze(0) + emissions[:, 0]
+        alphas = [alpha]
+        for t in range(1, emissions.size(1)):
+            # (batch, num_tags_from, num_tags_to)
+            step = alpha.unsqueeze(2) + transitions.unsqueeze(0) + emissions[:, t].unsqueeze(1)
+            # (batch, num_tags)
+            alpha = torch.where(mask[:, t].unsqueeze(1), torch.logsumexp(step, dim=1), alpha)
+            alphas.append(alpha)
+        return torch.stack(alphas, dim=1)
+
+    def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """log Z for each sequence: (batch,)."""
+        self._check(emissions, mask)
+        _, _, end = self._scores()
+        alphas = self._alphas(emissions, mask)
+        # Padding carries alpha forward unchanged, so the last column is the last real one.
+        return torch.logsumexp(alphas[:, -1] + end.unsqueeze(0), dim=1)
+
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """P(tag at t = k | sentence) by forward-backward: (batch, seq_len, num_tags).
+
+        Rows at padded positions are meaningless and should be ignored.
+        """
+        self._check(emissions, mask)
+        transitions, _, end = self._scores()
+        alphas = self._alphas(emissions, mask)
+        seq_len = emissions.size(1)
+        # (batch, num_tags)
+        beta = end.unsqueeze(0).expand(emissions.size(0), -1)
+        betas = [beta]
+        for t in range(seq_len - 2, -1, -1):
+            # (batch, num_tags_from, num_tags_to)
+            step = transitions.unsqueeze(0) + (emissions[:, t + 1] + beta).unsqueeze(1)
+            # (batch, num_tags)
+            beta = torch.where(mask[:, t + 1].unsqueeze(1), torch.logsumexp(step, dim=2), end.unsqueeze(0))
+            betas.append(beta)
+        # (batch, seq_len, num_tags)
+        beta_all = torch.stack(betas[::-1], dim=1)
+        log_z = torch.logsumexp(alphas[:, -1] + end.unsqueeze(0), dim=1)
+        return torch.exp(alphas + beta_all - log_z.view(-1, 1, 1))
+
+    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        """Best tag path of each sequence, cut to its length."""
+        self._check(emissions, mask)
+        transitions, start, end = self._scores()
+        batch, seq_len, _ = emissions.shape
+        if seq_len == 0:
+            return [[] for _ in range(batch)]
+        # (batch, num_tags)
+        score = start.unsqueeze(0) + emissions[:, 0]
+        backpointers = []
+        for t in range(1, seq_len):
+            # (batch, num_tags_from, num_tags_to)
+            step = score.unsqueeze(2) + transitions.unsqueeze(0)
+            # (batch, num_tags)
+            best, best_from = step.max(dim=1)
+            score = torch.where(mask[:, t].unsqueeze(1), best + emissions[:, t], score)
+            backpointers.append(best_from)
+        lengths = mask.sum(1)
+        # (batch,)
+        best_last = (score + end.unsqueeze(0)).argmax(dim=1)
+        # Walk back from each sequence's own last position; padding steps keep the tag.
+        path = torch.empty(batch, seq_len, dtype=torch.long, device=emissions.device)
+        current = best_last
+        for t in range(seq_len - 1, -1, -1):
+            path[:, t] = current
+            if t > 0:
+                previous = backpointers[t - 1].gather(1, current.unsqueeze(1)).squeeze(1)
+                current = torch.where(t < lengths, previous, current)
+        return [row[: int(n)] for row, n in zip(path.tolist(), lengths.tolist(), strict=True)]

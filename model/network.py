@@ -1,0 +1,139 @@
+"""The BiLSTM(-CNN)-CRF tagger: word + casing + character features → recurrent encoder → decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from model.config import TaggerConfig
+from model.crf import CRF
+from model.encoding import EncodedBatch
+
+
+class CharCNN(nn.Module):
+    """Per-word character CNN with max-pooling over real characters only (Ma & Hovy, 2016)."""
+
+    def __init__(self, num_chars: int, char_dim: int, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(char_dim, channels, kernel, padding=kernel // 2)
+        self.output_dim = channels
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """(batch, seq_len, max_chars) → (batch, seq_len, channels)."""
+        batch, seq_len, max_chars = chars.shape
+        flat = chars.view(batch * seq_len, max_chars)
+        # (batch*seq_len, char_dim, max_chars)
+        embedded = self.embedding(flat).transpose(1, 2)
+        # (batch*seq_len, channels, max_chars)
+        convolved = self.conv(embedded)
+        # Padding characters must not win the max, or a word's features would depend on the
+        # longest word in its batch.
+        pad = (flat == 0).unsqueeze(1)
+        pooled = convolved.masked_fill(pad, -1e4).max(dim=2).values
+        pooled = pooled.masked_fill(pad.all(dim=2), 0.0)
+        return pooled.view(batch, seq_len, -1)
+
+
+class CharLSTM(nn.Module):
+    """Per-word character BiLSTM, final states of both directions (Lample et al., 2016)."""
+
+    def __init__(self, num_chars: int, char_dim: int, channels: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.lstm = nn.LSTM(char_dim, channels // 2, batch_first=True, bidirectional=True)
+        self.output_dim = 2 * (channels // 2)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """(batch, seq_len, max_chars) → (batch, seq_len, output_dim)."""
+        batch, seq_len, max_chars = chars.shape
+        flat = chars.view(batch * seq_len, max_chars)
+        lengths = (flat != 0).sum(1)
+        output = torch.zeros(batch * seq_len, self.output_dim, device=chars.device)
+        real = lengths > 0
+        if bool(real.any()):
+            packed = pack_padded_sequence(
+                self.embedding(flat[real]), lengths[real].cpu(), batch_first=True, enforce_sorted=False
+            )
+            # (2, words, channels // 2)
+            _, (hidden, _) = self.lstm(packed)
+            output[real] = torch.cat([hidden[0], hidden[1]], dim=1)
+        return output.view(batch, seq_len, -1)
+
+
+class Tagger(nn.Module):
+    """Sequence tagger; build from a :class:`TaggerConfig`, then load weights."""
+
+    def __init__(self, config: TaggerConfig, allowed: set[tuple[int, int]] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.word_embedding = nn.Embedding(config.num_words, config.word_dim, padding_idx=0)
+        self.casing_embedding = nn.Embedding(8, config.casing_dim, padding_idx=0)
+        self.char_encoder: nn.Module | None
+        char_dim = 0
+        if config.char_encoder == "cnn":
+            self.char_encoder = CharCNN(
+                config.num_chars, config.char_dim, config.char_channels, config.char_kernel
+            )
+            char_dim = self.char_encoder.output_dim
+        elif config.char_encoder == "lstm":
+            self.char_encoder = CharLSTM(config.num_chars, config.char_dim, config.char_channels)
+            char_dim = self.char_encoder.output_dim
+        else:
+            self.char_encoder = None
+        input_dim = config.word_dim + config.casing_dim + char_dim
+        rnn_class = nn.LSTM if config.rnn == "lstm" else nn.GRU
+        self.rnn = rnn_class(
+            input_dim,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        directions = 2 if config.bidirectional else 1
+        self.emission = nn.Linear(directions * config.hidden_size, config.num_tags)
+        self.crf = CRF(config.num_tags, allowed) if config.decoder == "crf" else None
+
+    def emissions(self, batch: EncodedBatch) -> torch.Tensor:
+        """Per-token tag scores: (batch, seq_len, num_tags)."""
+        features = [self.word_embedding(batch.words), self.casing_embedding(batch.casing)]
+        if self.char_encoder is not None:
+            features.append(self.char_encoder(batch.chars))
+        # (batch, seq_len, input_dim)
+        embedded = self.dropout(torch.cat(features, dim=2))
+        packed = pack_padded_sequence(
+            embedded, batch.lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        encoded, _ = self.rnn(packed)
+        # (batch, seq_len, directions * hidden_size)
+        encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=batch.words.size(1))
+        return self.emission(self.dropout(encoded))
+
+    def loss(self, batch: EncodedBatch, tags: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""
+        emissions = self.emissions(batch)
+        mask = batch.mask
+        if self.crf is not None:
+            return -self.crf.log_likelihood(emissions, tags, mask).mean()
+        return nn.functional.cross_entropy(emissions[mask], tags[mask])
+
+    def decode(self, batch: EncodedBatch) -> tuple[list[list[int]], list[list[float]]]:
+        """Best tag indices and each chosen tag's marginal probability, cut to each length."""
+        emissions = self.emissions(batch)
+        mask = batch.mask
+        if self.crf is not None:
+            paths = self.crf.viterbi(emissions, mask)
+            # (batch, seq_len, num_tags)
+            probabilities = self.crf.marginals(emissions, mask)
+        else:
+            probabilities = emissions.softmax(dim=2)
+            paths = [row[:n] for row, n in zip(emissions.argmax(2).tolist(), batch.lengths.tolist(), strict=True)]
+        width = max((len(p) for p in paths), default=0)
+        chosen = torch.tensor([p + [0] * (width - len(p)) for p in paths], dtype=torch.long)
+        # (batch, seq_len)
+        chosen_probs = probabilities[:, :width].gather(2, chosen.unsqueeze(2).to(probabilities.device)).squeeze(2)
+        scores = [row[: len(p)] for row, p in zip(chosen_probs.tolist(), paths, strict=True)]
+        return paths, scores

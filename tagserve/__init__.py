@@ -1,0 +1,3 @@
+"""The ``tagserve`` command: a thin front door over ``training`` and ``service``."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tagserve.cli import main
+
+raise SystemExit(main())

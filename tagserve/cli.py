@@ -1,0 +1,127 @@
+"""``tagserve train | evaluate | serve | tag``.
+
+Each sub-command imports its package lazily, so ``tagserve serve`` works without the training
+extra installed and ``tagserve train`` never loads the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run one sub-command; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="tagserve", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model from a TOML or YAML config")
+    train.add_argument("config", type=Path)
+    train.add_argument("--output", type=Path, required=True, help="artifact directory to write")
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.add_argument("--data-dir", type=Path, default=None, help="default: $TAGSERVE_DATA_DIR or ../shared/data")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="entity-level P/R/F1 of a model on gold data")
+    evaluate.add_argument("model", help="shipped model name (ner, slots) or artifact directory")
+    evaluate.add_argument("--data", type=Path, required=True, help="CoNLL file or seq.in/seq.out folder")
+    evaluate.add_argument("--format", choices=["conll", "bio", "auto"], default="auto")
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+
+    serve = commands.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    tag = commands.add_parser("tag", help="tag raw text lines, write JSON lines")
+    tag.add_argument("input", nargs="?", type=Path, default=None, help="text file (default: stdin)")
+    tag.add_argument("--model", default="ner", help="shipped model name or artifact directory")
+    tag.add_argument("--output", type=Path, default=None, help="JSON lines file (default: stdout)")
+    tag.add_argument("--batch-size", type=int, default=64)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"train": _train, "evaluate": _evaluate, "serve": _serve, "tag": _tag}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"tagserve: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from training.config import load_config
+    from training.readers import DataError
+    from training.trainer import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        config = load_config(args.config)
+        started = time.monotonic()
+        result = train(config, args.output, args.device, args.data_dir, progress=not args.no_progress)
+    except (DataError, ValueError, FileNotFoundError, RuntimeError) as error:
+        return _fail(str(error))
+    summary = {
+        "output": str(args.output),
+        "best_epoch": result["best_epoch"],
+        "dev_f1": result["dev"]["f1"],
+        "test_f1": result.get("test", {}).get("f1"),
+        "training_minutes": round((time.monotonic() - started) / 60, 1),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from model.artifact import ArtifactError, resolve
+    from model.predictor import Predictor
+    from training.evaluate import evaluate, format_table
+    from training.readers import DataError, read_dataset
+
+    try:
+        predictor = Predictor.from_path(resolve(args.model))
+        examples = read_dataset(args.data, args.format)
+    except (ArtifactError, DataError) as error:
+        return _fail(str(error))
+    metrics = evaluate(predictor, examples)
+    print(format_table(metrics))
+    if args.json:
+        args.json.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from service.main import run
+
+    run(host=args.host, port=args.port)
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    from service.offline import tag_lines
+
+    source = args.input.open(encoding="utf-8") if args.input else sys.stdin
+    sink = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        return tag_lines(source, sink, args.model, args.batch_size)
+    finally:
+        if args.input:
+            source.close()
+        if args.output:
+            sink.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

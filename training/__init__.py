@@ -1,0 +1,1 @@
+"""Offline training and evaluation: data readers, trainer, seqeval scoring. Imports ``model``."""

@@ -1,0 +1,61 @@
+"""Entity-level scoring with seqeval (conlleval-compatible), micro and per type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqeval.metrics import classification_report
+
+from model.predictor import Predictor
+from model.schemes import Scheme, convert
+from training.readers import Example
+
+
+def score(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
+    """Precision, recall and F1 in percent over BIO tag sequences, micro and per type."""
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    per_type = {
+        name: {
+            "precision": 100 * values["precision"],
+            "recall": 100 * values["recall"],
+            "f1": 100 * values["f1-score"],
+            "support": int(values["support"]),
+        }
+        for name, values in report.items()
+        if not name.endswith(" avg")
+    }
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    return {
+        "precision": 100 * micro["precision"],
+        "recall": 100 * micro["recall"],
+        "f1": 100 * micro["f1-score"],
+        "per_type": per_type,
+        "sentences": len(gold),
+        "tokens": sum(len(s) for s in gold),
+    }
+
+
+def evaluate(predictor: Predictor, examples: list[Example]) -> dict[str, Any]:
+    """Tag ``examples`` with ``predictor`` and score against their gold tags."""
+    scheme: Scheme = predictor.scheme  # type: ignore[assignment]
+    predictions = predictor.predict([e.tokens for e in examples])
+    gold = [convert(e.tags, "BIO", "BIO") for e in examples]
+    predicted = [convert(p.tags, scheme, "BIO") for p in predictions]
+    return score(gold, predicted)
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A conlleval-style text table."""
+    lines = [f"{'type':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for name, values in sorted(metrics["per_type"].items()):
+        lines.append(
+            f"{name:<24}{values['precision']:>10.2f}{values['recall']:>10.2f}"
+            f"{values['f1']:>10.2f}{values['support']:>10d}"
+        )
+    support = sum(v["support"] for v in metrics["per_type"].values())
+    lines.append(
+        f"{'micro':<24}{metrics['precision']:>10.2f}{metrics['recall']:>10.2f}"
+        f"{metrics['f1']:>10.2f}{support:>10d}"
+    )
+    lines.append(f"{metrics['sentences']} sentences, {metrics['tokens']} tokens")
+    return "\n".join(lines)
