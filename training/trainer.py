@@ -233,6 +233,7 @@ def train(
     )
     save(best, output)
     result["training_minutes"] = round(seconds / 60, 1)
+    result["history"] = history
     return result
 
 

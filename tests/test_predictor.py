@@ -1,0 +1,111 @@
+"""Predictor and artifacts: batch equals single, save → load is lossless, corrupt files are named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.artifact import ArtifactError, load, save
+from model.predictor import Predictor
+from tests.conftest import make_bundle
+
+SENTENCES = [
+    ["Harry", "Potter", "and", "Hermione", "Granger", "invented", "a", "new", "spell", "."],
+    ["The"],
+    [],
+    ["Extraordinarilylongwordthatexceedsthecharacterlimit", "of", "thirty", "characters"],
+    ["Ünïcödé", "東京", "🙂", "x"],
+]
+
+
+@pytest.mark.parametrize("decoder", ["crf", "softmax"])
+def test_batch_equals_single(decoder: str) -> None:
+    predictor = Predictor(make_bundle(decoder=decoder, seed=1))
+    batched = predictor.predict(SENTENCES)
+    for sentence, together in zip(SENTENCES, batched, strict=True):
+        [alone] = predictor.predict([sentence])
+        assert together.tags == alone.tags
+        assert together.scores == pytest.approx(alone.scores, abs=1e-5)
+        assert len(together.tags) == len(sentence)
+        assert all(0.0 <= s <= 1.0 for s in together.scores)
+
+
+def test_predict_does_not_mutate_and_handles_empty_batches() -> None:
+    predictor = Predictor(make_bundle(), batch_size=2)
+    copy = [list(s) for s in SENTENCES]
+    predictor.predict(SENTENCES)
+    assert copy == SENTENCES
+    assert predictor.predict([]) == []
+
+
+def test_small_internal_batches_keep_input_order() -> None:
+    predictor = Predictor(make_bundle(seed=2), batch_size=1)
+    reference = Predictor(make_bundle(seed=2), batch_size=64).predict(SENTENCES)
+    assert [p.tags for p in predictor.predict(SENTENCES)] == [p.tags for p in reference]
+
+
+def test_save_load_gives_identical_predictions(tmp_path: Path) -> None:
+    bundle = make_bundle(seed=3)
+    save(bundle, tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert set(loaded.network.state_dict()) == set(bundle.network.state_dict())
+    # The word table is stored as float16: compare against the same rounding in memory.
+    with torch.no_grad():
+        bundle.network.word_embedding.weight.copy_(bundle.network.word_embedding.weight.half().float())
+    before = Predictor(bundle).predict(SENTENCES)
+    after = Predictor(loaded).predict(SENTENCES)
+    assert [p.tags for p in before] == [p.tags for p in after]
+    for b, a in zip(before, after, strict=True):
+        assert b.scores == pytest.approx(a.scores, abs=1e-6)
+    assert loaded.metadata == bundle.metadata
+    assert not loaded.network.training
+
+
+def test_artifact_holds_no_pickle(tmp_path: Path) -> None:
+    save(make_bundle(), tmp_path / "m")
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == ["config.json", "labels.json", "metadata.json", "vocab.json", "weights.safetensors"]
+    for name in names[:-1]:
+        json.loads((tmp_path / "m" / name).read_text())
+
+
+def test_truncated_weights_are_named(tmp_path: Path) -> None:
+    save(make_bundle(), tmp_path / "m")
+    weights = tmp_path / "m" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match=r"weights\.safetensors: cannot read weights"):
+        load(tmp_path / "m")
+
+
+def test_unknown_labels_are_named(tmp_path: Path) -> None:
+    save(make_bundle(), tmp_path / "m")
+    labels = tmp_path / "m" / "labels.json"
+    labels.write_text(json.dumps({"scheme": "BIOES", "labels": ["O", "Q-PER"]}))
+    with pytest.raises(ArtifactError, match=r"labels\.json: invalid label set: malformed tag 'Q-PER'"):
+        load(tmp_path / "m")
+
+
+def test_label_count_mismatch_is_named(tmp_path: Path) -> None:
+    save(make_bundle(), tmp_path / "m")
+    labels = tmp_path / "m" / "labels.json"
+    labels.write_text(json.dumps({"scheme": "BIOES", "labels": ["O", "S-PER"]}))
+    with pytest.raises(ArtifactError, match=r"labels\.json: config\.json expects 17 tags, file has 2"):
+        load(tmp_path / "m")
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    save(make_bundle(), tmp_path / "m")
+    (tmp_path / "m" / "vocab.json").unlink()
+    with pytest.raises(ArtifactError, match=r"vocab\.json: file is missing"):
+        load(tmp_path / "m")
+
+
+def test_unknown_config_key_is_named(tmp_path: Path) -> None:
+    save(make_bundle(), tmp_path / "m")
+    config = tmp_path / "m" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "hiden_size": 3}))
+    with pytest.raises(ArtifactError, match=r"config\.json: unknown model config keys: hiden_size"):
+        load(tmp_path / "m")

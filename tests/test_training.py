@@ -1,0 +1,190 @@
+"""Trainer, readers and evaluation on small data written here (never the reference sets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.artifact import load
+from model.predictor import Predictor
+from tagserve.cli import main
+from training.config import load_config
+from training.evaluate import evaluate, score
+from training.readers import DataError, read_conll, read_dataset, read_seq_folder
+
+PEOPLE = ["Alice Smith", "Bob Jones", "Carla Diaz", "Dmitri Ivanov", "Emma Brown"]
+PLACES = ["Paris", "New York", "Lagos", "Tokyo", "Lima"]
+ORGS = ["Acme Corp", "United Nations", "Globex", "Initech", "Umbrella"]
+TEMPLATES = [
+    "{p} visited {l} on Monday .",
+    "{o} hired {p} in {l} .",
+    "In {l} , {p} met reporters .",
+    "{p} left {o} last year .",
+]
+
+
+def tagged(phrase: str, label: str) -> list[tuple[str, str]]:
+    return [(w, ("B-" if i == 0 else "I-") + label) for i, w in enumerate(phrase.split())]
+
+
+def make_sentences(count: int = 20) -> list[list[tuple[str, str]]]:
+    sentences = []
+    for i in range(count):
+        template = TEMPLATES[i % len(TEMPLATES)]
+        sentence: list[tuple[str, str]] = []
+        for piece in template.split():
+            if piece == "{p}":
+                sentence += tagged(PEOPLE[i % 5], "PER")
+            elif piece == "{l}":
+                sentence += tagged(PLACES[(i * 2) % 5], "LOC")
+            elif piece == "{o}":
+                sentence += tagged(ORGS[(i * 3) % 5], "ORG")
+            else:
+                sentence.append((piece, "O"))
+        sentences.append(sentence)
+    return sentences
+
+
+def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for sentence in sentences:
+        lines += [f"{word} NN O {tag}" for word, tag in sentence] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_config(path: Path, train: Path, **training: object) -> Path:
+    options = {"epochs": 40, "batch_size": 4, "optimizer": "adam", "lr": 0.01, "lr_decay": 0.0,
+               "word_dropout": 0.0, "patience": 40, **training}  # fmt: skip
+    lines = [
+        "[data]", f'train = "{train}"', f'dev = "{train}"', 'format = "conll"',
+        "[model]", "pretrained = false", "hidden_size = 32", "char_channels = 16", "dropout = 0.0",
+        "[training]", *(f"{k} = {json.dumps(v)}" for k, v in options.items()),
+        "[artifact]", 'name = "toy"',
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_trainer_overfits_twenty_sentences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sentences = make_sentences(20)
+    train_file = write_conll(tmp_path / "train.txt", sentences)
+    config = write_config(tmp_path / "toy.toml", train_file)
+    assert main(["train", str(config), "--output", str(tmp_path / "toy"), "--no-progress"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    epochs = [json.loads(line) for line in out if line.startswith('{"epoch"')]
+    assert epochs[-1]["loss"] < 0.05 < epochs[0]["loss"]
+    summary = json.loads(out[-1])
+    assert summary["dev_f1"] == 100.0
+    predictor = Predictor(load(tmp_path / "toy"))
+    predicted = predictor.predict([[w for w, _ in s] for s in sentences])
+    gold = [[t for _, t in s] for s in sentences]
+    from model.schemes import bioes_to_bio
+
+    assert [bioes_to_bio(p.tags) for p in predicted] == gold
+    metadata = json.loads((tmp_path / "toy" / "metadata.json").read_text())
+    assert metadata["name"] == "toy" and metadata["dev_metrics"]["f1"] == 100.0 and "trained_at" in metadata
+
+
+def test_conll_reader_skips_docstart_and_reads_last_column(tmp_path: Path) -> None:
+    path = write_conll(tmp_path / "d.txt", make_sentences(3))
+    examples = read_conll(path)
+    assert len(examples) == 3
+    assert examples[0].tokens[:2] == ["Alice", "Smith"] and examples[0].tags[:2] == ["B-PER", "I-PER"]
+
+
+def test_conll_too_few_columns(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text("Alice B-PER\nSmith\n")
+    with pytest.raises(DataError, match=r"bad\.txt:2: expected at least 2 columns \(token ... tag\), got 1"):
+        read_conll(path)
+
+
+def test_conll_inconsistent_columns(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text("Alice NNP B-PER\nSmith I-PER\n")
+    with pytest.raises(DataError, match=r"bad\.txt:2: expected 3 columns like the lines before, got 2"):
+        read_conll(path)
+
+
+def test_conll_malformed_tag(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text("Alice PERSON\n")
+    with pytest.raises(DataError, match=r"bad\.txt:1: malformed tag 'PERSON'"):
+        read_conll(path)
+
+
+def test_strict_mode_rejects_forbidden_inside_tag(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text("In O\nParis I-LOC\n")
+    assert read_conll(path)[0].tags == ["O", "I-LOC"]
+    with pytest.raises(DataError, match=r"bad\.txt:2: 'I-LOC' may not follow 'O' in BIO \(strict mode\)"):
+        read_conll(path, strict=True)
+
+
+def test_seq_folder_token_tag_count_mismatch(tmp_path: Path) -> None:
+    (tmp_path / "seq.in").write_text("fly to boston\nfly from denver\n")
+    (tmp_path / "seq.out").write_text("O O B-toloc.city_name\nO O\n")
+    with pytest.raises(DataError, match=r"seq\.out:2: has 2 tags but seq\.in line 2 has 3 tokens"):
+        read_seq_folder(tmp_path)
+
+
+def test_seq_folder_reads_and_auto_detects(tmp_path: Path) -> None:
+    (tmp_path / "seq.in").write_text("fly to boston\n")
+    (tmp_path / "seq.out").write_text("O O B-toloc.city_name\n")
+    [example] = read_dataset(tmp_path)
+    assert example.tags == ["O", "O", "B-toloc.city_name"]
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.txt: file not found"):
+        read_dataset(tmp_path / "nope.txt")
+
+
+def test_config_unknown_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\ntrain = "a"\ndev = "b"\n[training]\nepochz = 3\n')
+    with pytest.raises(ValueError, match=r"unknown keys in \[training\]: epochz"):
+        load_config(path)
+
+
+def test_config_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  train: a\n  dev: b\ntraining:\n  epochs: 3\n")
+    assert load_config(path).training.epochs == 3
+
+
+def test_train_command_reports_data_errors_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Alice\n")
+    config = write_config(tmp_path / "c.toml", bad)
+    assert main(["train", str(config), "--output", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"tagserve: error: {bad}:1: expected at least 2 columns (token ... tag), got 1"
+
+
+def test_score_matches_hand_computed_values() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    predicted = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "O"]]
+    metrics = score(gold, predicted)
+    # 2 of 3 predicted spans are right, 2 of 3 gold spans are found.
+    assert metrics["precision"] == pytest.approx(200 / 3)
+    assert metrics["recall"] == pytest.approx(200 / 3)
+    assert metrics["per_type"]["LOC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert metrics["per_type"]["PER"]["f1"] == pytest.approx(100.0)
+    assert (metrics["sentences"], metrics["tokens"]) == (2, 6)
+
+
+def test_evaluate_command_writes_json(tmp_path: Path, tiny_artifact: Path) -> None:
+    data = write_conll(tmp_path / "d.txt", make_sentences(4))
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(tiny_artifact), "--data", str(data), "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert set(metrics) == {"precision", "recall", "f1", "per_type", "sentences", "tokens"}
+    assert metrics["sentences"] == 4
+    expected = evaluate(Predictor(load(tiny_artifact)), read_conll(data))
+    assert metrics["f1"] == pytest.approx(expected["f1"])
