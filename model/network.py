@@ -21,19 +21,25 @@ class CharCNN(nn.Module):
         self.output_dim = channels
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len, max_chars) → (batch, seq_len, channels)."""
-        batch, seq_len, max_chars = chars.shape
-        flat = chars.view(batch * seq_len, max_chars)
-        # (batch*seq_len, char_dim, max_chars)
-        embedded = self.embedding(flat).transpose(1, 2)
-        # (batch*seq_len, channels, max_chars)
-        convolved = self.conv(embedded)
+        """(words, max_chars) → (words, channels)."""
+        kernel = self.conv.kernel_size[0]
+        half = kernel // 2
+        # (words, max_chars + 2 * half, char_dim)
+        embedded = nn.functional.pad(self.embedding(chars), (0, 0, half, half))
+        max_chars = chars.size(1)
+        # (words, max_chars, kernel * char_dim): each position's window, as Conv1d sees it
+        windows = torch.cat([embedded[:, k : k + max_chars] for k in range(kernel)], dim=2)
+        # Conv1d as one matrix product: far cheaper than a convolution call for short words.
+        # (channels, kernel * char_dim), matching the window layout above
+        weight = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)
+        # (words, max_chars, channels)
+        convolved = nn.functional.linear(windows, weight, self.conv.bias)
         # Padding characters must not win the max, or a word's features would depend on the
         # longest word in its batch.
-        pad = (flat == 0).unsqueeze(1)
-        pooled = convolved.masked_fill(pad, -1e4).max(dim=2).values
-        pooled = pooled.masked_fill(pad.all(dim=2), 0.0)
-        return pooled.view(batch, seq_len, -1)
+        pad = (chars == 0).unsqueeze(2)
+        pooled = convolved.masked_fill(pad, -1e4).max(dim=1).values
+        # (words, channels)
+        return pooled.masked_fill(pad.all(dim=1), 0.0)
 
 
 class CharLSTM(nn.Module):
@@ -46,20 +52,18 @@ class CharLSTM(nn.Module):
         self.output_dim = 2 * (channels // 2)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len, max_chars) → (batch, seq_len, output_dim)."""
-        batch, seq_len, max_chars = chars.shape
-        flat = chars.view(batch * seq_len, max_chars)
-        lengths = (flat != 0).sum(1)
-        output = torch.zeros(batch * seq_len, self.output_dim, device=chars.device)
+        """(words, max_chars) → (words, output_dim)."""
+        lengths = (chars != 0).sum(1)
+        output = torch.zeros(chars.size(0), self.output_dim, device=chars.device)
         real = lengths > 0
         if bool(real.any()):
             packed = pack_padded_sequence(
-                self.embedding(flat[real]), lengths[real].cpu(), batch_first=True, enforce_sorted=False
+                self.embedding(chars[real]), lengths[real].cpu(), batch_first=True, enforce_sorted=False
             )
             # (2, words, channels // 2)
             _, (hidden, _) = self.lstm(packed)
             output[real] = torch.cat([hidden[0], hidden[1]], dim=1)
-        return output.view(batch, seq_len, -1)
+        return output
 
 
 class Tagger(nn.Module):
@@ -101,15 +105,25 @@ class Tagger(nn.Module):
         """Per-token tag scores: (batch, seq_len, num_tags)."""
         features = [self.word_embedding(batch.words), self.casing_embedding(batch.casing)]
         if self.char_encoder is not None:
-            features.append(self.char_encoder(batch.chars))
+            # Encode real words only: padded slots can outnumber them several times over.
+            mask = batch.mask
+            # (real_words, channels)
+            encoded_words = self.char_encoder(batch.chars[mask])
+            # (batch, seq_len, channels)
+            char_features = encoded_words.new_zeros(*mask.shape, encoded_words.size(1))
+            char_features[mask] = encoded_words
+            features.append(char_features)
         # (batch, seq_len, input_dim)
         embedded = self.dropout(torch.cat(features, dim=2))
-        packed = pack_padded_sequence(
-            embedded, batch.lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        encoded, _ = self.rnn(packed)
-        # (batch, seq_len, directions * hidden_size)
-        encoded, _ = pad_packed_sequence(encoded, batch_first=True, total_length=batch.words.size(1))
+        lengths = batch.lengths.cpu()
+        if bool((lengths == embedded.size(1)).all()):
+            # No padding (always so for one sentence): packing would only add overhead.
+            encoded, _ = self.rnn(embedded)
+        else:
+            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+            packed_output, _ = self.rnn(packed)
+            # (batch, seq_len, directions * hidden_size)
+            encoded, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=embedded.size(1))
         return self.emission(self.dropout(encoded))
 
     def loss(self, batch: EncodedBatch, tags: torch.Tensor) -> torch.Tensor:
@@ -125,9 +139,7 @@ class Tagger(nn.Module):
         emissions = self.emissions(batch)
         mask = batch.mask
         if self.crf is not None:
-            paths = self.crf.viterbi(emissions, mask)
-            # (batch, seq_len, num_tags)
-            probabilities = self.crf.marginals(emissions, mask)
+            return self.crf.decode(emissions, mask)
         else:
             probabilities = emissions.softmax(dim=2)
             paths = [row[:n] for row, n in zip(emissions.argmax(2).tolist(), batch.lengths.tolist(), strict=True)]

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--data-dir", type=Path, default=None, help="default: $TAGSERVE_DATA_DIR or ../shared/data")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set model.rnn=gru (repeatable)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="entity-level P/R/F1 of a model on gold data")
     evaluate.add_argument("model", help="shipped model name (ner, slots) or artifact directory")
@@ -68,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, args.overrides)
         started = time.monotonic()
         result = train(config, args.output, args.device, args.data_dir, progress=not args.no_progress)
     except (DataError, ValueError, FileNotFoundError, RuntimeError) as error:

@@ -61,6 +61,18 @@ def test_marginals_equal_brute_force() -> None:
         assert torch.allclose(marginals[b, :n].sum(1), torch.ones(n), atol=1e-5)
 
 
+def test_probability_space_marginals_match_log_space_even_with_huge_emissions() -> None:
+    crf, emissions, mask = random_case(11, num_tags=5, lengths=[6, 4, 1])
+    expected = crf._log_space_marginals(emissions, mask)[mask]
+    assert torch.allclose(crf.marginals(emissions, mask)[mask], expected, atol=1e-5)
+    # Scores this far apart underflow float64 in probability space: the fallback must answer.
+    extreme = emissions * 2000
+    marginals = crf.marginals(extreme, mask)
+    assert torch.isfinite(marginals[mask]).all()
+    # At scores of ~1e4, float32 log space itself rounds by ~1e-3: compare at that precision.
+    assert torch.allclose(marginals[mask], crf._log_space_marginals(extreme, mask)[mask], atol=5e-3)
+
+
 def test_log_likelihood_of_gold_path() -> None:
     crf, emissions, mask = random_case(3, num_tags=4, lengths=[3, 2])
     tags = torch.tensor([[1, 2, 3], [0, 3, 0]])
@@ -100,3 +112,21 @@ def test_bad_shapes_are_rejected_with_expected_and_actual() -> None:
     crf = CRF(5)
     with pytest.raises(ValueError, match="expected emissions of shape \\(batch, seq_len, 5\\), got \\(2, 3, 4\\)"):
         crf.viterbi(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numpy_decode_equals_torch_viterbi_and_marginals(seed: int) -> None:
+    labels = labels_for(["PER", "LOC"], "BIOES")
+    crf = CRF(len(labels), allowed_transitions(labels, "BIOES"))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        crf.transitions.normal_(0, 2)
+    emissions = torch.randn(16, 7, len(labels)) * 3
+    lengths = torch.randint(1, 8, (16,))
+    mask = torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)
+    paths, scores = crf.decode(emissions, mask)
+    assert paths == crf.viterbi(emissions, mask)
+    marginals = crf._log_space_marginals(emissions, mask)
+    for b, path in enumerate(paths):
+        expected = [marginals[b, t, k].item() for t, k in enumerate(path)]
+        assert scores[b] == pytest.approx(expected, abs=1e-5)

@@ -150,6 +150,17 @@ def test_config_unknown_key(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_config_overrides_change_one_value(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\ntrain = "a"\ndev = "b"\n[model]\nrnn = "lstm"\n')
+    config = load_config(path, ["model.rnn=gru", "model.bidirectional=false", "training.lr=0.5"])
+    assert (config.model.rnn, config.model.bidirectional, config.training.lr) == ("gru", False, 0.5)
+    with pytest.raises(ValueError, match="expected SECTION.KEY=VALUE"):
+        load_config(path, ["rnn=gru"])
+    with pytest.raises(ValueError, match=r"unknown keys in \[model\]: rnnn"):
+        load_config(path, ["model.rnnn=gru"])
+
+
 def test_config_yaml(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  train: a\n  dev: b\ntraining:\n  epochs: 3\n")

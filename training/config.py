@@ -87,8 +87,12 @@ class TrainConfig:
     artifact: ArtifactConfig = field(default_factory=ArtifactConfig)
 
 
-def load_config(path: Path) -> TrainConfig:
-    """Read a ``.toml``, ``.yaml`` or ``.yml`` file; unknown keys are errors that name the section."""
+def load_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a ``.toml``, ``.yaml`` or ``.yml`` file; unknown keys are errors that name the section.
+
+    ``overrides`` are ``section.key=value`` strings (value as a TOML literal, or a bare word),
+    so an ablation is the same command with one change.
+    """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
@@ -101,6 +105,9 @@ def load_config(path: Path) -> TrainConfig:
         raise ValueError(f"{path}: expected a .toml, .yaml or .yml config")
     if not isinstance(raw, dict) or "data" not in raw:
         raise ValueError(f"{path}: expected a [data] section with train and dev paths")
+    for override in overrides or []:
+        section, key, value = _parse_override(override)
+        raw.setdefault(section, {})[key] = value
     sections: dict[str, type] = {
         "data": DataConfig,
         "model": ModelSection,
@@ -122,3 +129,16 @@ def load_config(path: Path) -> TrainConfig:
         except TypeError as error:
             raise ValueError(f"{path}: [{name}]: {error}") from None
     return TrainConfig(**built)
+
+
+def _parse_override(text: str) -> tuple[str, str, Any]:
+    """``model.rnn=gru`` → ``("model", "rnn", "gru")``; values are read as TOML literals."""
+    name, sep, literal = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ValueError(f"override {text!r}: expected SECTION.KEY=VALUE, e.g. model.rnn=gru")
+    try:
+        value = tomllib.loads(f"v = {literal.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = literal.strip()
+    return section, key, value

