@@ -98,12 +98,46 @@ class CRF(nn.Module):
         return torch.stack(alphas, dim=1)
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """log Z for each sequence: (batch,)."""
+        """log Z for each sequence: (batch,).
+
+        Computed in probability space in float64 with per-step rescaling (a matrix product
+        per step instead of a ``logsumexp`` over (batch, tags, tags), which dominates with
+        hundreds of tags, as ATIS has); falls back to log space if a step underflows.
+        """
         self._check(emissions, mask)
-        _, _, end = self._scores()
-        alphas = self._alphas(emissions, mask)
-        # Padding carries alpha forward unchanged, so the last column is the last real one.
-        return torch.logsumexp(alphas[:, -1] + end.unsqueeze(0), dim=1)
+        log_z = self._scaled_log_partition(emissions, mask)
+        if not bool(torch.isfinite(log_z).all()):
+            _, _, end = self._scores()
+            alphas = self._alphas(emissions, mask)
+            # Padding carries alpha forward unchanged, so the last column is the last real one.
+            return torch.logsumexp(alphas[:, -1] + end.unsqueeze(0), dim=1)
+        return log_z.to(emissions.dtype)
+
+    def _scaled_log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        transitions, start, end = (x.double() for x in self._scores())
+        # (batch, seq_len, num_tags)
+        scores = emissions.double()
+        # (batch, seq_len, 1)
+        emission_max = scores.max(dim=2, keepdim=True).values.detach()
+        emit_p = torch.exp(scores - emission_max)
+        trans_max, start_max, end_max = (x.max().detach() for x in (transitions, start, end))
+        # (num_tags, num_tags): forbidden moves become exact zeros
+        trans_p = torch.exp(transitions - trans_max)
+        # (batch, num_tags)
+        alpha = torch.exp(start - start_max).unsqueeze(0) * emit_p[:, 0]
+        total = alpha.sum(1, keepdim=True)
+        alpha = alpha / total
+        # (batch,): log of everything divided out so far
+        log_scale = start_max + emission_max[:, 0, 0] + torch.log(total.squeeze(1))
+        for t in range(1, emissions.size(1)):
+            step = (alpha @ trans_p) * emit_p[:, t]
+            total = step.sum(1, keepdim=True)
+            live = mask[:, t]
+            alpha = torch.where(live.unsqueeze(1), step / total, alpha)
+            increment = trans_max + emission_max[:, t, 0] + torch.log(total.squeeze(1))
+            log_scale = log_scale + torch.where(live, increment, torch.zeros_like(increment))
+        final = (alpha * torch.exp(end - end_max).unsqueeze(0)).sum(1)
+        return log_scale + end_max + torch.log(final)
 
     def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """P(tag at t = k | sentence) by forward-backward: (batch, seq_len, num_tags).

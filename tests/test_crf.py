@@ -73,6 +73,25 @@ def test_probability_space_marginals_match_log_space_even_with_huge_emissions() 
     assert torch.allclose(marginals[mask], crf._log_space_marginals(extreme, mask)[mask], atol=5e-3)
 
 
+def test_log_partition_survives_scores_that_underflow_probability_space() -> None:
+    crf, emissions, mask = random_case(13, num_tags=4, lengths=[3, 2])
+    extreme = emissions * 1000
+    paths = list(itertools.product(range(4), repeat=3))
+    exact = torch.logsumexp(torch.stack([path_score(crf, extreme[0], p) for p in paths]), 0)
+    assert crf.log_partition(extreme, mask)[0].item() == pytest.approx(exact.item(), rel=1e-4)
+
+
+def test_log_partition_gradient_matches_log_space() -> None:
+    crf, emissions, mask = random_case(17, num_tags=6, lengths=[5, 3, 4])
+    emissions.requires_grad_(True)
+    crf.log_partition(emissions, mask).sum().backward()
+    scaled_grad = emissions.grad.clone()
+    emissions.grad = None
+    _, _, end = crf._scores()
+    torch.logsumexp(crf._alphas(emissions, mask)[:, -1] + end, dim=1).sum().backward()
+    assert torch.allclose(scaled_grad, emissions.grad, atol=1e-5)
+
+
 def test_log_likelihood_of_gold_path() -> None:
     crf, emissions, mask = random_case(3, num_tags=4, lengths=[3, 2])
     tags = torch.tensor([[1, 2, 3], [0, 3, 0]])
