@@ -29,8 +29,18 @@ VARIANTS: dict[str, list[str]] = {
 def run_variant(config: Path, out: Path, name: str, changes: list[str], common: list[str]) -> dict:
     """Train one variant with one torch thread; returns its summary line plus wall time."""
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    command = [sys.executable, "-m", "tagserve", "train", str(config), "--output", str(out / slug),
-               "--threads", "1", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "tagserve",
+        "train",
+        str(config),
+        "--output",
+        str(out / slug),
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     for change in [*common, *changes]:
         command += ["--set", change]
     started = time.monotonic()
@@ -48,22 +58,30 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--set", dest="common", action="append", default=[])
-    parser.add_argument("--jobs", type=int, default=2, help="variants trained at once (1 thread each)")
-    parser.add_argument("--only", action="append", default=None, help="run only these variant names")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="variants trained at once (1 thread each)"
+    )
+    parser.add_argument(
+        "--only", action="append", default=None, help="run only these variant names"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {name: pool.submit(run_variant, args.config, args.out, name, changes, args.common)
-                   for name, changes in variants.items()}
+        futures = {
+            name: pool.submit(run_variant, args.config, args.out, name, changes, args.common)
+            for name, changes in variants.items()
+        }
         results = {name: future.result() for name, future in futures.items()}
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"config: {args.config}  common: {' '.join(args.common) or '—'}")
     print("| variant | change | best epoch | dev F1 | test F1 | minutes |")
     print("|---|---|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | `{r['change']}` | {r['best_epoch']} | {r['dev_f1']:.2f} | "
-              f"{r['test_f1']:.2f} | {r['minutes']} |")
+        print(
+            f"| {name} | `{r['change']}` | {r['best_epoch']} | {r['dev_f1']:.2f} | "
+            f"{r['test_f1']:.2f} | {r['minutes']} |"
+        )
 
 
 if __name__ == "__main__":

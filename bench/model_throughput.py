@@ -11,7 +11,6 @@ import argparse
 import os
 import resource
 import time
-from pathlib import Path
 
 import torch
 
@@ -37,9 +36,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sentences = [e.tokens for e in read_dataset(data_dir(args.data_dir) / "conll2003/test.txt")]
     bundle = load(resolve(args.model))
-    print(f"model={args.model} cores={os.cpu_count()} torch_threads={torch.get_num_threads()} "
-          f"torch={torch.__version__} sentences={len(sentences)} "
-          f"tokens={sum(map(len, sentences))}")
+    print(
+        f"model={args.model} cores={os.cpu_count()} torch_threads={torch.get_num_threads()} "
+        f"torch={torch.__version__} sentences={len(sentences)} "
+        f"tokens={sum(map(len, sentences))}"
+    )
     print(f"{'batch':>6} {'sentences/s':>12} {'tokens/s':>10} {'ms/batch':>9}")
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
         predictor = Predictor(bundle, batch_size=batch_size)
@@ -55,8 +56,10 @@ def main() -> None:
             done_tokens += sum(map(len, chunk))
             batches += 1
         elapsed = time.perf_counter() - started
-        print(f"{batch_size:>6} {done_sentences / elapsed:>12.0f} {done_tokens / elapsed:>10.0f} "
-              f"{1000 * elapsed / batches:>9.2f}")
+        print(
+            f"{batch_size:>6} {done_sentences / elapsed:>12.0f} {done_tokens / elapsed:>10.0f} "
+            f"{1000 * elapsed / batches:>9.2f}"
+        )
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
 
 

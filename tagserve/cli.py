@@ -22,17 +22,25 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("config", type=Path)
     train.add_argument("--output", type=Path, required=True, help="artifact directory to write")
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    train.add_argument("--data-dir", type=Path, default=None, help="default: $TAGSERVE_DATA_DIR or ../shared/data")
+    train.add_argument(
+        "--data-dir", type=Path, default=None, help="default: $TAGSERVE_DATA_DIR or ../shared/data"
+    )
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set model.rnn=gru (repeatable)",
     )
 
     evaluate = commands.add_parser("evaluate", help="entity-level P/R/F1 of a model on gold data")
     evaluate.add_argument("model", help="shipped model name (ner, slots) or artifact directory")
-    evaluate.add_argument("--data", type=Path, required=True, help="CoNLL file or seq.in/seq.out folder")
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="CoNLL file or seq.in/seq.out folder"
+    )
     evaluate.add_argument("--format", choices=["conll", "bio", "auto"], default="auto")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
 
@@ -74,7 +82,9 @@ def _train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, args.overrides)
         started = time.monotonic()
-        result = train(config, args.output, args.device, args.data_dir, progress=not args.no_progress)
+        result = train(
+            config, args.output, args.device, args.data_dir, progress=not args.no_progress
+        )
     except (DataError, ValueError, FileNotFoundError, RuntimeError) as error:
         return _fail(str(error))
     summary = {

@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI app, tokenizer, batcher. Imports ``model``, never ``training``."""

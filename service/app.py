@@ -1,0 +1,83 @@
+"""The FastAPI application: models load in the lifespan, routes reach them through app.state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from service import errors
+from service.metrics import Metrics
+from service.middleware import BodyLimit, RequestMetrics
+from service.registry import LoadedModel, load_models
+from service.routes import router
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+DESCRIPTION = """Sequence labeling over HTTP: named entities (CoNLL-2003) and ATIS slots.
+
+Send raw text (a sentence or a whole document) and get every token with its character
+offsets, IOB2 tag and confidence, plus the entity spans. Requests from many clients are
+batched together for the model."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    models: dict[str, LoadedModel] | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """Build the app; ``models`` may be pre-loaded (the CLI does, to fail fast on bad artifacts)."""
+    settings = settings or get_settings()
+    metrics = metrics or Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
+        app.state.models = models if models is not None else load_models(settings, metrics)
+        for loaded in app.state.models.values():
+            loaded.batcher.start()
+        app.state.status = "ok"
+        log.info("serving models: %s", ", ".join(app.state.models))
+        try:
+            yield
+        finally:
+            app.state.status = "draining"
+            for loaded in app.state.models.values():
+                await loaded.batcher.close(settings.drain_timeout_s)
+
+    app = FastAPI(
+        title="tagserve",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.status = "starting"
+    app.state.models = {}
+    errors.install(app)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def demo_page() -> FileResponse:
+        """The demo page (plain HTML, CSS and JS served by the app)."""
+        return FileResponse(STATIC_DIR / "index.html")
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app

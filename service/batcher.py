@@ -1,0 +1,172 @@
+"""Dynamic batching: sentences from concurrent requests share model batches.
+
+Requests put their sentences on a bounded FIFO; one asyncio task takes up to
+``max_batch_size`` of them (waiting at most ``max_wait_ms`` for a batch to fill while the
+model is idle) and runs the model in a single worker thread, so the event loop never blocks
+on CPU work. While a batch runs, new sentences queue up and form the next one. Each
+sentence's future is resolved with its own result, so a request's answers come back in its
+order however its sentences were spread across batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from model.predictor import TaggedSentence
+
+log = logging.getLogger(__name__)
+Predict = Callable[[list[list[str]]], list[TaggedSentence]]
+
+
+class Overloaded(Exception):
+    """The queue cannot take these sentences now; retry after ``retry_after`` seconds."""
+
+    def __init__(self, waiting: int, limit: int, retry_after: int = 1) -> None:
+        super().__init__(
+            f"the service is at capacity ({waiting} sentences queued, limit {limit}); retry later"
+        )
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Exception):
+    """The batcher is closed and takes no new work."""
+
+
+class ModelFailure(Exception):
+    """The model raised on a batch; only that batch's requests fail."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    words: list[str]
+    future: asyncio.Future[TaggedSentence]
+
+
+class Batcher:
+    """Coalesces sentences into batches for one model."""
+
+    def __init__(
+        self,
+        predict: Predict,
+        name: str,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._predict = predict
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self._on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self._closed = False
+        self.batches = 0
+        self.sentences = 0
+        self.largest_batch = 0
+
+    @property
+    def waiting(self) -> int:
+        """Sentences queued and not yet taken into a batch."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the batching task on the running loop."""
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def submit(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+        """Tag ``sentences`` (non-empty token lists) through shared batches, in order."""
+        if self._closed or self._wakeup is None:
+            raise ShuttingDown("the service is shutting down")
+        if not sentences:
+            return []
+        if len(self._queue) + len(sentences) > self.max_queue:
+            raise Overloaded(len(self._queue), self.max_queue)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for words in sentences:
+            future: asyncio.Future[TaggedSentence] = loop.create_future()
+            self._queue.append(_Pending(words, future))
+            futures.append(future)
+        self._wakeup.set()
+        return list(await asyncio.gather(*futures))
+
+    async def close(self, timeout: float) -> None:
+        """Stop taking work, finish what is queued (up to ``timeout`` s), then stop the worker."""
+        self._closed = True
+        if self._task is not None and self._wakeup is not None:
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        for pending in self._queue:
+            if not pending.future.done():
+                pending.future.set_exception(ShuttingDown("the service is shutting down"))
+        self._queue.clear()
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._fill(loop)
+            batch = [
+                self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))
+            ]
+            batch = [p for p in batch if not p.future.done()]
+            if not batch:
+                continue
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self._predict, [p.words for p in batch]
+                )
+            except Exception as error:
+                log.exception("model %s failed on a batch of %d sentences", self.name, len(batch))
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(
+                            ModelFailure(f"model {self.name} failed: {type(error).__name__}")
+                        )
+                continue
+            self.batches += 1
+            self.sentences += len(batch)
+            self.largest_batch = max(self.largest_batch, len(batch))
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(result)
+
+    async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give a part-full batch up to ``max_wait`` for more sentences to arrive."""
+        assert self._wakeup is not None
+        deadline = loop.time() + self.max_wait
+        while len(self._queue) < self.max_batch_size and not self._closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return

@@ -1,0 +1,162 @@
+"""Request and response models of the HTTP API (validation and the OpenAPI page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+HARRY = "Harry Potter and Hermione Granger invented a new spell"
+
+
+class TagRequest(BaseModel):
+    """Exactly one of ``text``, ``texts`` or ``tokens``; limits are checked by the service."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": HARRY, "model": "ner"},
+                {
+                    "texts": ["arrive Taipei on November 2nd", "fly from boston to denver"],
+                    "model": "slots",
+                },
+                {"tokens": [["Harry", "Potter", "visited", "London"]]},
+            ]
+        },
+    )
+
+    text: str | None = Field(None, description="one raw text: a sentence or a whole document")
+    texts: list[str] | None = Field(None, description="several raw texts, answered in order")
+    tokens: list[list[str]] | None = Field(
+        None,
+        description="pre-tokenized sentences; offsets then refer to the tokens joined by single spaces",
+    )
+    model: str | None = Field(None, description="model name (see GET /models); default `ner`")
+
+    @model_validator(mode="after")
+    def _exactly_one_input(self) -> TagRequest:
+        given = [name for name in ("text", "texts", "tokens") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of 'text', 'texts' or 'tokens' (got {', '.join(given) or 'none'})"
+            )
+        return self
+
+
+class TokenOut(BaseModel):
+    text: str
+    start: int = Field(description="code-point offset of the first character")
+    end: int = Field(description="code-point offset after the last character")
+    tag: str = Field(description="IOB2 tag")
+    score: float = Field(description="CRF marginal probability of the tag")
+
+
+class EntityOut(BaseModel):
+    label: str
+    text: str
+    start: int
+    end: int
+    score: float = Field(description="lowest token score in the entity")
+
+
+class ResultOut(BaseModel):
+    text: str
+    tokens: list[TokenOut]
+    entities: list[EntityOut]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class TagResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {"name": "ner", "version": "1.0.0"},
+                    "results": [
+                        {
+                            "text": "Harry Potter visited London",
+                            "tokens": [
+                                {
+                                    "text": "Harry",
+                                    "start": 0,
+                                    "end": 5,
+                                    "tag": "B-PER",
+                                    "score": 0.998,
+                                },
+                                {
+                                    "text": "Potter",
+                                    "start": 6,
+                                    "end": 12,
+                                    "tag": "I-PER",
+                                    "score": 0.997,
+                                },
+                                {
+                                    "text": "visited",
+                                    "start": 13,
+                                    "end": 20,
+                                    "tag": "O",
+                                    "score": 0.999,
+                                },
+                                {
+                                    "text": "London",
+                                    "start": 21,
+                                    "end": 27,
+                                    "tag": "B-LOC",
+                                    "score": 0.995,
+                                },
+                            ],
+                            "entities": [
+                                {
+                                    "label": "PER",
+                                    "text": "Harry Potter",
+                                    "start": 0,
+                                    "end": 12,
+                                    "score": 0.997,
+                                },
+                                {
+                                    "label": "LOC",
+                                    "text": "London",
+                                    "start": 21,
+                                    "end": 27,
+                                    "score": 0.995,
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    model: ModelRef
+    results: list[ResultOut]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    dataset: str
+    description: str
+    scheme: str = Field(description="the model's internal scheme; responses always use IOB2")
+    entity_types: list[str]
+    labels: list[str]
+    test_metrics: dict[str, Any] | None
+    trained_at: str | None
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description="`ok`, `starting` or `draining`")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, naming the field and the limit")

@@ -1,0 +1,56 @@
+"""Service configuration: one typed class read from ``TAGSERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.artifact import SHIPPED_MODELS_DIR
+
+
+class Settings(BaseSettings):
+    """Every knob the service has; nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGSERVE_", extra="ignore")
+
+    models_dir: Path = Field(SHIPPED_MODELS_DIR, description="folder of model artifact directories")
+    models: list[str] = Field(
+        default_factory=list, description="model names to load (default: every one in models_dir)"
+    )
+    default_model: str = Field("ner", description="model used when a request names none")
+    max_batch_size: int = Field(
+        64, ge=1, le=4096, description="sentences per model batch; 1 turns batching off"
+    )
+    max_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits to fill up")
+    max_queue: int = Field(4096, ge=1, description="sentences waiting for the model before 503")
+    max_text_chars: int = Field(100_000, ge=1, description="characters per text")
+    max_texts: int = Field(128, ge=1, description="texts (or token lists) per request")
+    max_tokens: int = Field(20_000, ge=1, description="tokens per request after tokenization")
+    max_body_bytes: int = Field(2_000_000, ge=1024, description="request body size")
+    max_sentence_tokens: int = Field(200, ge=8, description="longer sentences are tagged in pieces")
+    torch_threads: int = Field(
+        1, ge=1, le=256, description="torch intra-op threads for the model worker"
+    )
+    drain_timeout_s: float = Field(
+        10.0, ge=0, description="graceful-shutdown wait for in-flight work"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="CORS allow-list; empty = off"
+    )
+    log_level: str = Field("info")
+
+    @field_validator("models_dir")
+    @classmethod
+    def _models_dir_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"models_dir {value} is not a directory")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
