@@ -13,52 +13,53 @@ from service.metrics import Metrics
 KNOWN_ROUTES = {"/tag", "/models", "/health", "/metrics", "/docs", "/openapi.json", "/"}
 
 
-class BodyTooLarge(Exception):
-    """Raised from ``receive`` once a streamed body passes the limit."""
-
-
 class BodyLimit:
-    """Answer 413 when a body exceeds ``max_bytes``, by Content-Length or while streaming."""
+    """Answer 413 when a body exceeds ``max_bytes``, by Content-Length or while streaming.
+
+    The body is read here, before the app parses anything, and replayed to the app when it is
+    within the limit (FastAPI would buffer it whole anyway).
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
                 await self._reject(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        detail = (
-            f"request body exceeds the limit of {self.max_bytes} bytes (TAGSERVE_MAX_BODY_BYTES)"
-        )
+        detail = f"request body exceeds the limit of {self.max_bytes} bytes (TAGSERVE_MAX_BODY_BYTES)"
         await send_json(send, 413, {"detail": detail})
 
 

@@ -20,8 +20,12 @@ ENTITY_TYPES = ["LOC", "MISC", "ORG", "PER"]
 def make_bundle(scheme: str = "BIOES", decoder: str = "crf", seed: int = 0) -> ModelBundle:
     """A small untrained model: enough to exercise shapes, batching, save/load and the service."""
     torch.manual_seed(seed)
-    words = Vocabulary.from_tokens(["<pad>", "<unk>", "harry", "potter", "and", "hermione", "granger", "the"])
-    chars = Vocabulary.from_tokens(["<pad>", "<unk>", *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,"])
+    words = Vocabulary.from_tokens(
+        ["<pad>", "<unk>", "harry", "potter", "and", "hermione", "granger", "the"]
+    )
+    chars = Vocabulary.from_tokens(
+        ["<pad>", "<unk>", *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,"]
+    )
     labels = LabelSet(labels_for(ENTITY_TYPES, scheme))  # type: ignore[arg-type]
     config = TaggerConfig(
         num_words=len(words),

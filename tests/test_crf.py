@@ -19,7 +19,9 @@ def path_score(crf: CRF, emissions: torch.Tensor, path: tuple[int, ...]) -> torc
     return score + end[path[-1]]
 
 
-def random_case(seed: int, num_tags: int, lengths: list[int]) -> tuple[CRF, torch.Tensor, torch.Tensor]:
+def random_case(
+    seed: int, num_tags: int, lengths: list[int]
+) -> tuple[CRF, torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
     crf = CRF(num_tags)
     emissions = torch.randn(len(lengths), max(lengths), num_tags)
@@ -33,7 +35,9 @@ def test_log_partition_equals_brute_force(seed: int) -> None:
     log_z = crf.log_partition(emissions, mask)
     for b, n in enumerate([3, 2, 1]):
         scores = [path_score(crf, emissions[b], p) for p in itertools.product(range(5), repeat=n)]
-        assert log_z[b].item() == pytest.approx(torch.logsumexp(torch.stack(scores), 0).item(), abs=1e-4)
+        assert log_z[b].item() == pytest.approx(
+            torch.logsumexp(torch.stack(scores), 0).item(), abs=1e-4
+        )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -96,7 +100,9 @@ def test_log_likelihood_of_gold_path() -> None:
     crf, emissions, mask = random_case(3, num_tags=4, lengths=[3, 2])
     tags = torch.tensor([[1, 2, 3], [0, 3, 0]])
     log_z = crf.log_partition(emissions, mask)
-    expected = torch.stack([path_score(crf, emissions[0], (1, 2, 3)), path_score(crf, emissions[1], (0, 3))])
+    expected = torch.stack(
+        [path_score(crf, emissions[0], (1, 2, 3)), path_score(crf, emissions[1], (0, 3))]
+    )
     assert torch.allclose(crf.log_likelihood(emissions, tags, mask), expected - log_z, atol=1e-5)
 
 
@@ -123,13 +129,16 @@ def test_padding_does_not_change_results() -> None:
     mask = torch.tensor([[True] * 4 + [False] * 3])
     assert crf.viterbi(emissions, torch.ones(1, 4, dtype=torch.bool)) == crf.viterbi(padded, mask)
     assert torch.allclose(
-        crf.log_partition(emissions, torch.ones(1, 4, dtype=torch.bool)), crf.log_partition(padded, mask)
+        crf.log_partition(emissions, torch.ones(1, 4, dtype=torch.bool)),
+        crf.log_partition(padded, mask),
     )
 
 
 def test_bad_shapes_are_rejected_with_expected_and_actual() -> None:
     crf = CRF(5)
-    with pytest.raises(ValueError, match="expected emissions of shape \\(batch, seq_len, 5\\), got \\(2, 3, 4\\)"):
+    with pytest.raises(
+        ValueError, match="expected emissions of shape \\(batch, seq_len, 5\\), got \\(2, 3, 4\\)"
+    ):
         crf.viterbi(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
 
 

@@ -54,7 +54,9 @@ def test_save_load_gives_identical_predictions(tmp_path: Path) -> None:
     assert set(loaded.network.state_dict()) == set(bundle.network.state_dict())
     # The word table is stored as float16: compare against the same rounding in memory.
     with torch.no_grad():
-        bundle.network.word_embedding.weight.copy_(bundle.network.word_embedding.weight.half().float())
+        bundle.network.word_embedding.weight.copy_(
+            bundle.network.word_embedding.weight.half().float()
+        )
     before = Predictor(bundle).predict(SENTENCES)
     after = Predictor(loaded).predict(SENTENCES)
     assert [p.tags for p in before] == [p.tags for p in after]
@@ -67,7 +69,13 @@ def test_save_load_gives_identical_predictions(tmp_path: Path) -> None:
 def test_artifact_holds_no_pickle(tmp_path: Path) -> None:
     save(make_bundle(), tmp_path / "m")
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert names == ["config.json", "labels.json", "metadata.json", "vocab.json", "weights.safetensors"]
+    assert names == [
+        "config.json",
+        "labels.json",
+        "metadata.json",
+        "vocab.json",
+        "weights.safetensors",
+    ]
     for name in names[:-1]:
         json.loads((tmp_path / "m" / name).read_text())
 
@@ -84,7 +92,9 @@ def test_unknown_labels_are_named(tmp_path: Path) -> None:
     save(make_bundle(), tmp_path / "m")
     labels = tmp_path / "m" / "labels.json"
     labels.write_text(json.dumps({"scheme": "BIOES", "labels": ["O", "Q-PER"]}))
-    with pytest.raises(ArtifactError, match=r"labels\.json: invalid label set: malformed tag 'Q-PER'"):
+    with pytest.raises(
+        ArtifactError, match=r"labels\.json: invalid label set: malformed tag 'Q-PER'"
+    ):
         load(tmp_path / "m")
 
 
@@ -92,7 +102,9 @@ def test_label_count_mismatch_is_named(tmp_path: Path) -> None:
     save(make_bundle(), tmp_path / "m")
     labels = tmp_path / "m" / "labels.json"
     labels.write_text(json.dumps({"scheme": "BIOES", "labels": ["O", "S-PER"]}))
-    with pytest.raises(ArtifactError, match=r"labels\.json: config\.json expects 17 tags, file has 2"):
+    with pytest.raises(
+        ArtifactError, match=r"labels\.json: config\.json expects 17 tags, file has 2"
+    ):
         load(tmp_path / "m")
 
 

@@ -41,13 +41,20 @@ def test_round_trip_on_random_well_formed_sequences() -> None:
 
 def test_stray_inside_tag_starts_an_entity_like_conlleval() -> None:
     assert repair_bio(["O", "I-PER", "I-PER", "I-LOC"]) == ["O", "B-PER", "I-PER", "B-LOC"]
-    assert spans_from_tags(["O", "I-PER", "I-PER", "I-LOC"], "BIO") == [Span("PER", 1, 3), Span("LOC", 3, 4)]
+    assert spans_from_tags(["O", "I-PER", "I-PER", "I-LOC"], "BIO") == [
+        Span("PER", 1, 3),
+        Span("LOC", 3, 4),
+    ]
     assert bio_to_bioes(["I-PER", "O"]) == ["S-PER", "O"]
 
 
 def test_spans_bioes() -> None:
     tags = ["S-PER", "B-LOC", "I-LOC", "E-LOC", "O", "B-ORG", "E-ORG"]
-    assert spans_from_tags(tags, "BIOES") == [Span("PER", 0, 1), Span("LOC", 1, 4), Span("ORG", 5, 7)]
+    assert spans_from_tags(tags, "BIOES") == [
+        Span("PER", 0, 1),
+        Span("LOC", 1, 4),
+        Span("ORG", 5, 7),
+    ]
 
 
 def test_allowed_transitions_bio_full_set() -> None:
@@ -78,7 +85,10 @@ def test_allowed_transitions_bioes_full_set() -> None:
 
 def test_first_violation_names_the_position() -> None:
     assert first_violation(["O", "I-PER"], "BIO") == (1, "'I-PER' may not follow 'O' in BIO")
-    assert first_violation(["B-PER", "I-LOC"], "BIO") == (1, "'I-LOC' may not follow 'B-PER' in BIO")
+    assert first_violation(["B-PER", "I-LOC"], "BIO") == (
+        1,
+        "'I-LOC' may not follow 'B-PER' in BIO",
+    )
     assert first_violation(["B-PER", "I-PER"], "BIO") is None
     assert first_violation(["B-PER"], "BIOES") == (0, "the end may not follow 'B-PER' in BIOES")
 

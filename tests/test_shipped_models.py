@@ -20,7 +20,9 @@ BARS = {"ner": ("conll2003/test.txt", 90.0), "slots": ("atis/test", 95.0)}
 
 
 @pytest.mark.parametrize("name", sorted(BARS))
-def test_shipped_model_meets_its_accuracy_bar(name: str, shipped_models_dir: Path, data_dir: Path) -> None:
+def test_shipped_model_meets_its_accuracy_bar(
+    name: str, shipped_models_dir: Path, data_dir: Path
+) -> None:
     relative, bar = BARS[name]
     bundle = load(shipped_models_dir / name)
     metrics = evaluate(Predictor(bundle), read_dataset(data_dir / relative))
@@ -49,14 +51,20 @@ bundle = load(Path({str(shipped_models_dir / "ner")!r}))
 [result] = Predictor(bundle).predict([["Harry", "Potter", "visited", "Zurich", "."]])
 print(result.tags)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
     tags = json.loads(out.stdout.replace("'", '"'))
     assert tags[:2] == ["B-PER", "E-PER"] and tags[3] == "S-LOC"
 
 
-def test_unseen_word_known_to_glove_keeps_its_vector(shipped_models_dir: Path, data_dir: Path) -> None:
+def test_unseen_word_known_to_glove_keeps_its_vector(
+    shipped_models_dir: Path, data_dir: Path
+) -> None:
     bundle = load(shipped_models_dir / "ner")
-    train_words = {t.lower() for e in read_dataset(data_dir / "conll2003/train.txt") for t in e.tokens}
+    train_words = {
+        t.lower() for e in read_dataset(data_dir / "conll2003/train.txt") for t in e.tokens
+    }
     extra = [w for w in bundle.words.tokens[2:] if w not in train_words]
     assert len(extra) > 50_000
     # Rows past the training vocabulary are GloVe vectors, not <unk>.

@@ -68,7 +68,9 @@ def write_config(path: Path, train: Path, **training: object) -> Path:
     return path
 
 
-def test_trainer_overfits_twenty_sentences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trainer_overfits_twenty_sentences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sentences = make_sentences(20)
     train_file = write_conll(tmp_path / "train.txt", sentences)
     config = write_config(tmp_path / "toy.toml", train_file)
@@ -85,27 +87,38 @@ def test_trainer_overfits_twenty_sentences(tmp_path: Path, capsys: pytest.Captur
 
     assert [bioes_to_bio(p.tags) for p in predicted] == gold
     metadata = json.loads((tmp_path / "toy" / "metadata.json").read_text())
-    assert metadata["name"] == "toy" and metadata["dev_metrics"]["f1"] == 100.0 and "trained_at" in metadata
+    assert (
+        metadata["name"] == "toy"
+        and metadata["dev_metrics"]["f1"] == 100.0
+        and "trained_at" in metadata
+    )
 
 
 def test_conll_reader_skips_docstart_and_reads_last_column(tmp_path: Path) -> None:
     path = write_conll(tmp_path / "d.txt", make_sentences(3))
     examples = read_conll(path)
     assert len(examples) == 3
-    assert examples[0].tokens[:2] == ["Alice", "Smith"] and examples[0].tags[:2] == ["B-PER", "I-PER"]
+    assert examples[0].tokens[:2] == ["Alice", "Smith"] and examples[0].tags[:2] == [
+        "B-PER",
+        "I-PER",
+    ]
 
 
 def test_conll_too_few_columns(tmp_path: Path) -> None:
     path = tmp_path / "bad.txt"
     path.write_text("Alice B-PER\nSmith\n")
-    with pytest.raises(DataError, match=r"bad\.txt:2: expected at least 2 columns \(token ... tag\), got 1"):
+    with pytest.raises(
+        DataError, match=r"bad\.txt:2: expected at least 2 columns \(token ... tag\), got 1"
+    ):
         read_conll(path)
 
 
 def test_conll_inconsistent_columns(tmp_path: Path) -> None:
     path = tmp_path / "bad.txt"
     path.write_text("Alice NNP B-PER\nSmith I-PER\n")
-    with pytest.raises(DataError, match=r"bad\.txt:2: expected 3 columns like the lines before, got 2"):
+    with pytest.raises(
+        DataError, match=r"bad\.txt:2: expected 3 columns like the lines before, got 2"
+    ):
         read_conll(path)
 
 
@@ -120,7 +133,9 @@ def test_strict_mode_rejects_forbidden_inside_tag(tmp_path: Path) -> None:
     path = tmp_path / "bad.txt"
     path.write_text("In O\nParis I-LOC\n")
     assert read_conll(path)[0].tags == ["O", "I-LOC"]
-    with pytest.raises(DataError, match=r"bad\.txt:2: 'I-LOC' may not follow 'O' in BIO \(strict mode\)"):
+    with pytest.raises(
+        DataError, match=r"bad\.txt:2: 'I-LOC' may not follow 'O' in BIO \(strict mode\)"
+    ):
         read_conll(path, strict=True)
 
 
@@ -175,7 +190,10 @@ def test_train_command_reports_data_errors_without_traceback(
     config = write_config(tmp_path / "c.toml", bad)
     assert main(["train", str(config), "--output", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"tagserve: error: {bad}:1: expected at least 2 columns (token ... tag), got 1"
+    assert (
+        err.strip()
+        == f"tagserve: error: {bad}:1: expected at least 2 columns (token ... tag), got 1"
+    )
 
 
 def test_score_matches_hand_computed_values() -> None:

@@ -75,6 +75,9 @@ class ArtifactConfig:
     version: str = "1.0.0"
     dataset: str = ""
     description: str = ""
+    # How the service must tokenize raw text for this model (see service/tokenizer.py).
+    tokenizer: Literal["conll", "atis"] = "conll"
+    lowercase: bool = False
 
 
 @dataclass

@@ -28,6 +28,8 @@ def load_glove(max_rows: int | None = None) -> tuple[list[str], np.ndarray]:
     words = [str(w) for w in pq.read_table(index_file).column(0).to_pylist()]
     vectors = np.load(matrix_file, mmap_mode="r")
     if len(words) != vectors.shape[0]:
-        raise RuntimeError(f"GloVe index has {len(words)} words but the matrix {vectors.shape[0]} rows")
+        raise RuntimeError(
+            f"GloVe index has {len(words)} words but the matrix {vectors.shape[0]} rows"
+        )
     rows = len(words) if max_rows is None else min(max_rows, len(words))
     return words[:rows], np.array(vectors[:rows], dtype=np.float32)

@@ -68,11 +68,15 @@ def read_conll(path: Path, strict: bool = False, scheme: Scheme = "BIO") -> list
             finish()
             continue
         if len(fields) < 2:
-            raise DataError(path, number, f"expected at least 2 columns (token ... tag), got {len(fields)}")
+            raise DataError(
+                path, number, f"expected at least 2 columns (token ... tag), got {len(fields)}"
+            )
         if columns is None:
             columns = len(fields)
         elif len(fields) != columns:
-            raise DataError(path, number, f"expected {columns} columns like the lines before, got {len(fields)}")
+            raise DataError(
+                path, number, f"expected {columns} columns like the lines before, got {len(fields)}"
+            )
         _check_tag(path, number, fields[-1])
         if not tokens:
             first_line = number
@@ -90,7 +94,9 @@ def read_seq_folder(path: Path, strict: bool = False, scheme: Scheme = "BIO") ->
     inputs = _read_lines(path / "seq.in")
     outputs = _read_lines(path / "seq.out")
     if len(inputs) != len(outputs):
-        raise DataError(path / "seq.out", None, f"has {len(outputs)} lines but seq.in has {len(inputs)}")
+        raise DataError(
+            path / "seq.out", None, f"has {len(outputs)} lines but seq.in has {len(inputs)}"
+        )
     examples = []
     for number, (line_in, line_out) in enumerate(zip(inputs, outputs, strict=True), start=1):
         tokens, tags = line_in.split(), line_out.split()
@@ -98,7 +104,9 @@ def read_seq_folder(path: Path, strict: bool = False, scheme: Scheme = "BIO") ->
             continue
         if len(tokens) != len(tags):
             raise DataError(
-                path / "seq.out", number, f"has {len(tags)} tags but seq.in line {number} has {len(tokens)} tokens"
+                path / "seq.out",
+                number,
+                f"has {len(tags)} tags but seq.in line {number} has {len(tokens)} tokens",
             )
         for tag in tags:
             _check_tag(path / "seq.out", number, tag)
@@ -115,7 +123,9 @@ def _read_lines(path: Path) -> list[str]:
     except FileNotFoundError:
         raise DataError(path, None, "file not found") from None
     except UnicodeDecodeError as error:
-        raise DataError(path, None, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise DataError(
+            path, None, f"not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
 
 
 def _check_tag(path: Path, line: int, tag: str) -> None:
@@ -132,5 +142,7 @@ def _check_tags(path: Path, first_line: int, tags: list[str], strict: bool, sche
     if violation is not None:
         index, reason = violation
         # In a CoNLL file token i of a sentence sits on line first_line + i.
-        line = first_line + index if path.suffix != ".out" and path.name != "seq.out" else first_line
+        line = (
+            first_line + index if path.suffix != ".out" and path.name != "seq.out" else first_line
+        )
         raise DataError(path, line, f"{reason} (strict mode)")

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from model.artifact import ModelBundle, build_network, save
 from model.config import TaggerConfig
-from model.network import Tagger
 from model.encoding import encode
+from model.network import Tagger
 from model.predictor import Predictor
 from model.schemes import Scheme, convert, entity_types, labels_for
 from model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
@@ -121,9 +121,13 @@ def train(
     fmt = config.data.format
     train_set = read_dataset(root / config.data.train, fmt, config.data.strict)
     dev_set = read_dataset(root / config.data.dev, fmt, config.data.strict)
-    test_set = read_dataset(root / config.data.test, fmt, config.data.strict) if config.data.test else None
+    test_set = (
+        read_dataset(root / config.data.test, fmt, config.data.strict) if config.data.test else None
+    )
 
-    glove_words, vectors = load_glove(section.glove_rows) if section.pretrained else ([], np.zeros((0, 50)))
+    glove_words, vectors = (
+        load_glove(section.glove_rows) if section.pretrained else ([], np.zeros((0, 50)))
+    )
     words, chars, trainable_rows = build_vocabularies(train_set, glove_words)
     types = sorted(entity_types([t for e in train_set for t in e.tags]))
     labels = LabelSet(labels_for(types, scheme))
@@ -135,7 +139,9 @@ def train(
     )
     network = build_network(tagger_config, labels).to(device)
     if section.pretrained and section.word_dim != vectors.shape[1]:
-        raise ValueError(f"word_dim must be {vectors.shape[1]} to use GloVe, got {section.word_dim}")
+        raise ValueError(
+            f"word_dim must be {vectors.shape[1]} to use GloVe, got {section.word_dim}"
+        )
     matrix, found = pretrained_matrix(words, glove_words, vectors, section.word_dim)
     log.info("GloVe vectors for %d of %d words", found, len(words))
     with torch.no_grad():
@@ -153,10 +159,14 @@ def train(
             network.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
         )
     elif opt.optimizer == "nadam":
-        optimizer = torch.optim.NAdam(network.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        optimizer = torch.optim.NAdam(
+            network.parameters(), lr=opt.lr, weight_decay=opt.weight_decay
+        )
     else:
         optimizer = torch.optim.Adam(network.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0 / (1.0 + opt.lr_decay * epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: 1.0 / (1.0 + opt.lr_decay * epoch)
+    )
     rng = random.Random(opt.seed)
     metadata: dict[str, Any] = {
         "name": config.artifact.name,
@@ -165,6 +175,7 @@ def train(
         "description": config.artifact.description,
         "scheme": scheme,
         "entity_types": types,
+        "tokenizer": {"style": config.artifact.tokenizer, "lowercase": config.artifact.lowercase},
         "training": {"config": _plain(config), "device": device, "machine": _machine()},
     }
     best_f1, best_epoch, history = -1.0, 0, []
@@ -173,7 +184,9 @@ def train(
         epoch_start = time.monotonic()
         total_loss = 0.0
         batches = make_batches(train_data, opt.batch_size, rng)
-        for batch in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False, file=sys.stderr):
+        for batch in tqdm(
+            batches, desc=f"epoch {epoch}", disable=not progress, leave=False, file=sys.stderr
+        ):
             tokens = [b[0] for b in batch]
             encoded = encode(tokens, words, chars, tagger_config.max_word_chars)
             if opt.word_dropout > 0:
@@ -192,7 +205,9 @@ def train(
             total_loss += loss.item() * len(batch)
         scheduler.step()
         network.eval()
-        bundle = ModelBundle(with_frozen_rows(network, frozen_rows, labels), words, chars, labels, metadata)
+        bundle = ModelBundle(
+            with_frozen_rows(network, frozen_rows, labels), words, chars, labels, metadata
+        )
         dev_metrics = evaluate(Predictor(bundle, batch_size=256), dev_set)
         record = {
             "epoch": epoch,
@@ -218,7 +233,10 @@ def train(
     from model.artifact import load
 
     best = load(output, device)
-    result: dict[str, Any] = {"best_epoch": best_epoch, "dev": _rounded(evaluate(Predictor(best), dev_set))}
+    result: dict[str, Any] = {
+        "best_epoch": best_epoch,
+        "dev": _rounded(evaluate(Predictor(best), dev_set)),
+    }
     if test_set is not None:
         result["test"] = _rounded(evaluate(Predictor(best), test_set))
     seconds = time.monotonic() - started

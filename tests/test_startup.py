@@ -1,0 +1,64 @@
+"""A missing or corrupt model stops start-up with one clear line; never a half-ready server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model.artifact import ArtifactError
+from tests.service_helpers import tiny_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def truncate_weights(directory: Path) -> str:
+    weights = directory / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    return f"{weights}: cannot read weights"
+
+
+def unknown_labels(directory: Path) -> str:
+    (directory / "labels.json").write_text(json.dumps({"scheme": "BIOES", "labels": ["O", "B-PER", "Z-PER"]}))
+    return f"{directory / 'labels.json'}: invalid label set: malformed tag 'Z-PER'"
+
+
+def missing_config(directory: Path) -> str:
+    (directory / "vocab.json").unlink()
+    return f"{directory / 'vocab.json'}: file is missing"
+
+
+CORRUPTIONS = [truncate_weights, unknown_labels, missing_config]
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS)
+def test_lifespan_refuses_a_corrupt_model(tiny_artifact: Path, corrupt) -> None:  # type: ignore[no-untyped-def]
+    expected = corrupt(tiny_artifact)
+    with pytest.raises(ArtifactError) as raised, TestClient(tiny_app(tiny_artifact.parent)):
+        pass
+    assert str(raised.value).startswith(f"model artifact {expected}")
+
+
+@pytest.mark.parametrize("corrupt", [*CORRUPTIONS, None])
+def test_serve_exits_with_one_line(tiny_artifact: Path, corrupt) -> None:  # type: ignore[no-untyped-def]
+    if corrupt is None:
+        models_dir = tiny_artifact.parent / "absent"
+        expected = f"tagserve: error: setting TAGSERVE_MODELS_DIR: Value error, models_dir {models_dir} is not a directory"
+    else:
+        models_dir = tiny_artifact.parent
+        expected = f"tagserve: error: model artifact {corrupt(tiny_artifact)}"
+    env = {**os.environ, "TAGSERVE_MODELS_DIR": str(models_dir), "TAGSERVE_DEFAULT_MODEL": "tiny",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "tagserve", "serve", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
+    assert "Traceback" not in done.stderr

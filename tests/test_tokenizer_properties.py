@@ -1,0 +1,52 @@
+"""Property tests over arbitrary Unicode: offsets always slice back to the token text."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.sentences import split_sentences
+from service.tokenizer import tokenize
+
+ANY_TEXT = st.text(
+    alphabet=st.characters(exclude_categories=("Cs",)),
+    max_size=300,
+)
+TEXT_LIKE = st.lists(
+    st.one_of(
+        st.sampled_from(["U.S.", "Mr.", "don't", "it's", "1996-08-22", "3.5", "--", "...", '"', "(", ")", ".", "?",
+                         "\n\n", " ", "\u00a0", "e\u0301", "🙂", "東京", "\x00", "\u200b", "a" * 80]),
+        st.text(min_size=1, max_size=8),
+    ),
+    max_size=60,
+).map("".join)  # fmt: skip
+
+
+def check(text: str, style: str) -> None:
+    tokens = tokenize(text, style)
+    previous_end = 0
+    for token in tokens:
+        assert token.text and text[token.start : token.end] == token.text
+        assert token.start >= previous_end
+        assert not any(c.isspace() for c in token.text)
+        previous_end = token.end
+    covered = {i for t in tokens for i in range(t.start, t.end)}
+    for i, char in enumerate(text):
+        if i not in covered:
+            assert char.isspace() or char in "\u200b\u200c\u200d\u2060\ufeff"
+    sentences = split_sentences(text, tokens)
+    assert [t for s in sentences for t in s] == tokens
+    assert all(sentences)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT)
+def test_arbitrary_unicode(text: str) -> None:
+    check(text, "conll")
+    check(text, "atis")
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT_LIKE)
+def test_text_like_inputs(text: str) -> None:
+    check(text, "conll")
