@@ -66,8 +66,12 @@ def save(bundle: ModelBundle, directory: Path) -> None:
     """Write ``bundle`` to ``directory`` (created if needed), overwriting an earlier artifact."""
     directory.mkdir(parents=True, exist_ok=True)
     _write_json(directory / CONFIG_FILE, bundle.config.to_json())
-    _write_json(directory / VOCAB_FILE, {"words": bundle.words.tokens, "chars": bundle.chars.tokens})
-    _write_json(directory / LABELS_FILE, {"scheme": bundle.config.scheme, "labels": bundle.labels.labels})
+    _write_json(
+        directory / VOCAB_FILE, {"words": bundle.words.tokens, "chars": bundle.chars.tokens}
+    )
+    _write_json(
+        directory / LABELS_FILE, {"scheme": bundle.config.scheme, "labels": bundle.labels.labels}
+    )
     _write_json(directory / METADATA_FILE, bundle.metadata)
     tensors = {
         name: (value.half() if name in _HALF_PRECISION else value).detach().cpu().contiguous()
@@ -101,7 +105,9 @@ def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
         raise ArtifactError(weights_path, "file is missing") from None
     except (SafetensorError, OSError, ValueError) as error:
         raise ArtifactError(weights_path, f"cannot read weights ({error})") from None
-    state = {name: value.float() if name in _HALF_PRECISION else value for name, value in state.items()}
+    state = {
+        name: value.float() if name in _HALF_PRECISION else value for name, value in state.items()
+    }
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
@@ -121,7 +127,9 @@ def resolve(name_or_path: str, models_dir: Path = SHIPPED_MODELS_DIR) -> Path:
     if name_or_path in available(models_dir) and named.is_dir():
         return named
     known = ", ".join(available(models_dir)) or "none"
-    raise ArtifactError(candidate, f"neither a model directory nor a shipped model name (known: {known})")
+    raise ArtifactError(
+        candidate, f"neither a model directory nor a shipped model name (known: {known})"
+    )
 
 
 def available(models_dir: Path = SHIPPED_MODELS_DIR) -> list[str]:
@@ -138,9 +146,13 @@ def _vocabularies(path: Path, data: Any, config: TaggerConfig) -> tuple[Vocabula
     except (KeyError, TypeError, ValueError) as error:
         raise ArtifactError(path, f"expected 'words' and 'chars' lists ({error})") from None
     if len(words) != config.num_words:
-        raise ArtifactError(path, f"config.json expects {config.num_words} words, file has {len(words)}")
+        raise ArtifactError(
+            path, f"config.json expects {config.num_words} words, file has {len(words)}"
+        )
     if len(chars) != config.num_chars:
-        raise ArtifactError(path, f"config.json expects {config.num_chars} chars, file has {len(chars)}")
+        raise ArtifactError(
+            path, f"config.json expects {config.num_chars} chars, file has {len(chars)}"
+        )
     return words, chars
 
 
@@ -158,7 +170,9 @@ def _labels(path: Path, data: Any, config: TaggerConfig) -> LabelSet:
     if scheme != config.scheme:
         raise ArtifactError(path, f"scheme {scheme} differs from config.json's {config.scheme}")
     if len(labels) != config.num_tags:
-        raise ArtifactError(path, f"config.json expects {config.num_tags} tags, file has {len(labels)}")
+        raise ArtifactError(
+            path, f"config.json expects {config.num_tags} tags, file has {len(labels)}"
+        )
     return labels
 
 

@@ -52,9 +52,13 @@ class CRF(nn.Module):
                 f"got {tuple(emissions.shape)}"
             )
         if mask.shape != emissions.shape[:2]:
-            raise ValueError(f"expected mask of shape {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"expected mask of shape {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}"
+            )
         if mask.size(1) and not bool(mask[:, 0].all()):
-            raise ValueError("every sequence needs at least one token (mask[:, 0] must be all true)")
+            raise ValueError(
+                "every sequence needs at least one token (mask[:, 0] must be all true)"
+            )
 
     def log_likelihood(
         self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
@@ -192,7 +196,9 @@ class CRF(nn.Module):
             # (batch, num_tags_from, num_tags_to)
             step = transitions.unsqueeze(0) + (emissions[:, t + 1] + beta).unsqueeze(1)
             # (batch, num_tags)
-            beta = torch.where(mask[:, t + 1].unsqueeze(1), torch.logsumexp(step, dim=2), end.unsqueeze(0))
+            beta = torch.where(
+                mask[:, t + 1].unsqueeze(1), torch.logsumexp(step, dim=2), end.unsqueeze(0)
+            )
             betas.append(beta)
         # (batch, seq_len, num_tags)
         beta_all = torch.stack(betas[::-1], dim=1)

@@ -12,7 +12,11 @@ import numpy as np
 
 
 def viterbi(
-    emissions: np.ndarray, lengths: np.ndarray, transitions: np.ndarray, start: np.ndarray, end: np.ndarray
+    emissions: np.ndarray,
+    lengths: np.ndarray,
+    transitions: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
 ) -> list[list[int]]:
     """Best path per sequence. ``emissions``: (batch, seq_len, num_tags), right-padded."""
     batch, seq_len, _ = emissions.shape
@@ -41,7 +45,11 @@ def viterbi(
 
 
 def marginals(
-    emissions: np.ndarray, lengths: np.ndarray, transitions: np.ndarray, start: np.ndarray, end: np.ndarray
+    emissions: np.ndarray,
+    lengths: np.ndarray,
+    transitions: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
 ) -> np.ndarray | None:
     """P(tag at t | sentence): (batch, seq_len, num_tags), or ``None`` if it underflowed.
 

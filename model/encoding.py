@@ -31,7 +31,10 @@ class EncodedBatch:
     def to(self, device: torch.device | str) -> EncodedBatch:
         """Copy to ``device``."""
         return EncodedBatch(
-            self.words.to(device), self.casing.to(device), self.chars.to(device), self.lengths.to(device)
+            self.words.to(device),
+            self.casing.to(device),
+            self.chars.to(device),
+            self.lengths.to(device),
         )
 
 

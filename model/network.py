@@ -58,7 +58,10 @@ class CharLSTM(nn.Module):
         real = lengths > 0
         if bool(real.any()):
             packed = pack_padded_sequence(
-                self.embedding(chars[real]), lengths[real].cpu(), batch_first=True, enforce_sorted=False
+                self.embedding(chars[real]),
+                lengths[real].cpu(),
+                batch_first=True,
+                enforce_sorted=False,
             )
             # (2, words, channels // 2)
             _, (hidden, _) = self.lstm(packed)
@@ -123,7 +126,9 @@ class Tagger(nn.Module):
             packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
             packed_output, _ = self.rnn(packed)
             # (batch, seq_len, directions * hidden_size)
-            encoded, _ = pad_packed_sequence(packed_output, batch_first=True, total_length=embedded.size(1))
+            encoded, _ = pad_packed_sequence(
+                packed_output, batch_first=True, total_length=embedded.size(1)
+            )
         return self.emission(self.dropout(encoded))
 
     def loss(self, batch: EncodedBatch, tags: torch.Tensor) -> torch.Tensor:
@@ -142,10 +147,17 @@ class Tagger(nn.Module):
             return self.crf.decode(emissions, mask)
         else:
             probabilities = emissions.softmax(dim=2)
-            paths = [row[:n] for row, n in zip(emissions.argmax(2).tolist(), batch.lengths.tolist(), strict=True)]
+            paths = [
+                row[:n]
+                for row, n in zip(emissions.argmax(2).tolist(), batch.lengths.tolist(), strict=True)
+            ]
         width = max((len(p) for p in paths), default=0)
         chosen = torch.tensor([p + [0] * (width - len(p)) for p in paths], dtype=torch.long)
         # (batch, seq_len)
-        chosen_probs = probabilities[:, :width].gather(2, chosen.unsqueeze(2).to(probabilities.device)).squeeze(2)
+        chosen_probs = (
+            probabilities[:, :width]
+            .gather(2, chosen.unsqueeze(2).to(probabilities.device))
+            .squeeze(2)
+        )
         scores = [row[: len(p)] for row, p in zip(chosen_probs.tolist(), paths, strict=True)]
         return paths, scores

@@ -61,7 +61,10 @@ class Predictor:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 batch = encode(
-                    [sentences[i] for i in chunk], self.bundle.words, self.bundle.chars, config.max_word_chars
+                    [sentences[i] for i in chunk],
+                    self.bundle.words,
+                    self.bundle.chars,
+                    config.max_word_chars,
                 ).to(self.device)
                 paths, scores = self.bundle.network.decode(batch)
                 for i, path, score in zip(chunk, paths, scores, strict=True):

@@ -29,7 +29,9 @@ def split_tag(tag: str) -> tuple[str, str]:
         return OUTSIDE, ""
     prefix, sep, label = tag.partition("-")
     if not sep or prefix not in {"B", "I", "E", "S"} or not label:
-        raise ValueError(f"malformed tag {tag!r}: expected 'O' or PREFIX-LABEL with PREFIX in B,I,E,S")
+        raise ValueError(
+            f"malformed tag {tag!r}: expected 'O' or PREFIX-LABEL with PREFIX in B,I,E,S"
+        )
     return prefix, label
 
 

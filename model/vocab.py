@@ -118,4 +118,6 @@ class LabelSet:
         try:
             return self.labels.index(tag)
         except ValueError:
-            raise ValueError(f"unknown tag {tag!r}: this model knows {len(self.labels)} tags") from None
+            raise ValueError(
+                f"unknown tag {tag!r}: this model knows {len(self.labels)} tags"
+            ) from None

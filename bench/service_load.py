@@ -1,0 +1,101 @@
+"""Service throughput and latency under a bounded load, batching on vs off, in one run.
+
+    python bench/service_load.py [--requests 3000] [--concurrency 1,16,64] [--seconds 30]
+
+Starts `tagserve serve` on a free loopback port twice (TAGSERVE_MAX_BATCH_SIZE=64, then 1),
+sends single-sentence POST /tag requests (CoNLL-2003 test sentences, detokenized) at each
+concurrency with an async httpx client, and prints requests/s, p50/p95/p99 latency and errors,
+then the ratio of batching on to off. Also a run of 32-text requests (sentences/s). Every loop
+is bounded by a request count and a time limit; all traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+
+import httpx
+
+from bench.detok import detokenize
+from bench.server import running_server
+from training.config import data_dir
+from training.readers import read_dataset
+
+
+async def load(url: str, bodies: list[dict], concurrency: int, count: int, seconds: float) -> dict:
+    """Send up to ``count`` requests with ``concurrency`` workers for at most ``seconds``."""
+    latencies: list[float] = []
+    errors = 0
+    next_index = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal next_index, errors
+            while next_index < count and time.perf_counter() < deadline:
+                body = bodies[next_index % len(bodies)]
+                next_index += 1
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/tag", json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50": 1000 * quantiles[49],
+        "p95": 1000 * quantiles[94],
+        "p99": 1000 * quantiles[98],
+        "errors": errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--requests", type=int, default=3000, help="per concurrency level")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--seconds", type=float, default=30.0, help="time limit per level")
+    args = parser.parse_args()
+    sentences = [e.tokens for e in read_dataset(data_dir(args.data_dir) / "conll2003/test.txt")]
+    texts = [detokenize(s)[0] for s in sentences]
+    single = [{"text": t} for t in texts]
+    multi = [{"texts": texts[i : i + 32]} for i in range(0, len(texts) - 32, 32)]
+    levels = [int(c) for c in args.concurrency.split(",")]
+    print(f"machine: {os.cpu_count()} cores; server: 1 uvicorn worker, TAGSERVE_TORCH_THREADS=1; "
+          f"client: async httpx in this process")
+    print(f"{'batching':>9} {'conc':>5} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
+          f"{'p99 ms':>8} {'errors':>7}")
+    rps: dict[tuple[str, int], float] = {}
+    for label, batch in (("on", "64"), ("off", "1")):
+        with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch}) as (url, cold_start):
+            asyncio.run(load(url, single, 8, 200, 10))  # warm-up
+            for concurrency in levels:
+                r = asyncio.run(load(url, single, concurrency, args.requests, args.seconds))
+                rps[(label, concurrency)] = r["rps"]
+                print(f"{label:>9} {concurrency:>5} {r['requests']:>9} {r['rps']:>8.0f} {r['p50']:>8.1f} "
+                      f"{r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7}")
+            if label == "on":
+                r = asyncio.run(load(url, multi, 16, 400, args.seconds))
+                print(f"32-text requests, concurrency 16: {r['rps'] * 32:.0f} sentences/s "
+                      f"({r['rps']:.1f} req/s, p99 {r['p99']:.0f} ms, errors {r['errors']})")
+                print(f"cold start (process start to /health 200): {cold_start:.2f} s")
+    for concurrency in levels:
+        print(f"batching on/off at concurrency {concurrency}: "
+              f"{rps[('on', concurrency)] / rps[('off', concurrency)]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
