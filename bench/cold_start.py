@@ -1,6 +1,6 @@
 """Cold start and memory: seconds from process start to /health 200, and the server's RSS.
 
-    python bench/cold_start.py [--runs 3]
+python bench/cold_start.py [--runs 3]
 """
 
 from __future__ import annotations
@@ -31,10 +31,14 @@ def main() -> None:
         with running_server() as (url, seconds):
             models = httpx.get(f"{url}/models").json()["models"]
             for _ in range(50):
-                httpx.post(f"{url}/tag", json={"texts": ["Harry Potter visited the U.S. on Monday ."] * 32})
+                httpx.post(
+                    f"{url}/tag", json={"texts": ["Harry Potter visited the U.S. on Monday ."] * 32}
+                )
             names = ", ".join(m["name"] for m in models)
-            print(f"run {run}: cold start {seconds:.2f} s (models {names}); "
-                  f"server RSS after 50 requests {server_rss(url):.0f} MB")
+            print(
+                f"run {run}: cold start {seconds:.2f} s (models {names}); "
+                f"server RSS after 50 requests {server_rss(url):.0f} MB"
+            )
 
 
 def server_rss(url: str) -> float:

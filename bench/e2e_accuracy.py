@@ -42,7 +42,9 @@ def main() -> None:
     predicted = []
     with server as (url, _), httpx.Client(base_url=url, timeout=120) as client:
         for i in range(0, len(texts), args.batch):
-            response = client.post("/tag", json={"texts": texts[i : i + args.batch], "model": "ner"})
+            response = client.post(
+                "/tag", json={"texts": texts[i : i + args.batch], "model": "ner"}
+            )
             response.raise_for_status()
             for result in response.json()["results"]:
                 predicted.append({(e["label"], e["start"], e["end"]) for e in result["entities"]})
@@ -51,9 +53,14 @@ def main() -> None:
     n_gold, n_pred = sum(map(len, gold)), sum(map(len, predicted))
     precision, recall = 100 * correct / max(n_pred, 1), 100 * correct / max(n_gold, 1)
     f1 = 2 * precision * recall / max(precision + recall, 1e-9)
-    print(f"end-to-end (raw text through POST /tag, spans by character offsets), {len(texts)} sentences:")
-    print(f"precision {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}  "
-          f"(gold {n_gold}, predicted {n_pred}, correct {correct}; {seconds:.1f} s)")
+    print(
+        "end-to-end (raw text through POST /tag, spans by character offsets), "
+        f"{len(texts)} sentences:"
+    )
+    print(
+        f"precision {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}  "
+        f"(gold {n_gold}, predicted {n_pred}, correct {correct}; {seconds:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

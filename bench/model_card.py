@@ -41,7 +41,8 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|")
         for label, v in sorted(meta["test_metrics"]["per_type"].items()):
             print(
-                f"| {label} | {v['precision']:.2f} | {v['recall']:.2f} | {v['f1']:.2f} | {v['support']} |"
+                f"| {label} | {v['precision']:.2f} | {v['recall']:.2f} | {v['f1']:.2f} "
+                f"| {v['support']} |"
             )
 
 

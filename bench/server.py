@@ -21,7 +21,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[tuple[str, float]]:
+def running_server(
+    env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Iterator[tuple[str, float]]:
     """Yield the base URL and the seconds from process start to ``/health`` = 200."""
     port = free_port()
     started = time.perf_counter()

@@ -51,7 +51,9 @@ async def load(url: str, bodies: list[dict], concurrency: int, count: int, secon
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    quantiles = (
+        statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    )
     return {
         "requests": len(latencies),
         "rps": len(latencies) / elapsed,
@@ -74,10 +76,14 @@ def main() -> None:
     single = [{"text": t} for t in texts]
     multi = [{"texts": texts[i : i + 32]} for i in range(0, len(texts) - 32, 32)]
     levels = [int(c) for c in args.concurrency.split(",")]
-    print(f"machine: {os.cpu_count()} cores; server: 1 uvicorn worker, TAGSERVE_TORCH_THREADS=1; "
-          f"client: async httpx in this process")
-    print(f"{'batching':>9} {'conc':>5} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-          f"{'p99 ms':>8} {'errors':>7}")
+    print(
+        f"machine: {os.cpu_count()} cores; server: 1 uvicorn worker, TAGSERVE_TORCH_THREADS=1; "
+        f"client: async httpx in this process"
+    )
+    print(
+        f"{'batching':>9} {'conc':>5} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'p99 ms':>8} {'errors':>7}"
+    )
     rps: dict[tuple[str, int], float] = {}
     for label, batch in (("on", "64"), ("off", "1")):
         with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch}) as (url, cold_start):
@@ -85,16 +91,23 @@ def main() -> None:
             for concurrency in levels:
                 r = asyncio.run(load(url, single, concurrency, args.requests, args.seconds))
                 rps[(label, concurrency)] = r["rps"]
-                print(f"{label:>9} {concurrency:>5} {r['requests']:>9} {r['rps']:>8.0f} {r['p50']:>8.1f} "
-                      f"{r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7}")
+                print(
+                    f"{label:>9} {concurrency:>5} {r['requests']:>9} {r['rps']:>8.0f} "
+                    f"{r['p50']:>8.1f} "
+                    f"{r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7}"
+                )
             if label == "on":
                 r = asyncio.run(load(url, multi, 16, 400, args.seconds))
-                print(f"32-text requests, concurrency 16: {r['rps'] * 32:.0f} sentences/s "
-                      f"({r['rps']:.1f} req/s, p99 {r['p99']:.0f} ms, errors {r['errors']})")
+                print(
+                    f"32-text requests, concurrency 16: {r['rps'] * 32:.0f} sentences/s "
+                    f"({r['rps']:.1f} req/s, p99 {r['p99']:.0f} ms, errors {r['errors']})"
+                )
                 print(f"cold start (process start to /health 200): {cold_start:.2f} s")
     for concurrency in levels:
-        print(f"batching on/off at concurrency {concurrency}: "
-              f"{rps[('on', concurrency)] / rps[('off', concurrency)]:.2f}x")
+        print(
+            f"batching on/off at concurrency {concurrency}: "
+            f"{rps[('on', concurrency)] / rps[('off', concurrency)]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

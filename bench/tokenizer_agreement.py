@@ -46,10 +46,13 @@ def main() -> None:
         if name == "conll2003 test":
             for gold, predicted in mismatches[: args.show]:
                 first = next(
-                    i for i, (a, b) in enumerate(zip(gold + [""], predicted + [""])) if a != b
+                    i
+                    for i, (a, b) in enumerate(zip([*gold, ""], [*predicted, ""], strict=False))
+                    if a != b
                 )
                 print(
-                    f"  gold {gold[max(0, first - 2) : first + 3]} got {predicted[max(0, first - 2) : first + 3]}"
+                    f"  gold {gold[max(0, first - 2) : first + 3]} "
+                    f"got {predicted[max(0, first - 2) : first + 3]}"
                 )
 
 

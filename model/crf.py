@@ -39,7 +39,7 @@ class CRF(nn.Module):
     def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Transition, start and end scores with forbidden moves pushed to a large negative."""
         n = self.num_tags
-        mask = self.constraint_mask
+        mask: torch.Tensor = self.constraint_mask  # type: ignore[assignment]
         transitions = self.transitions.masked_fill(~mask[:n, :n], _FORBIDDEN)
         start = self.start_transitions.masked_fill(~mask[n, :n], _FORBIDDEN)
         end = self.end_transitions.masked_fill(~mask[:n, n + 1], _FORBIDDEN)

@@ -41,7 +41,7 @@ class EncodedBatch:
 def encode(
     sentences: list[list[str]], words: Vocabulary, chars: Vocabulary, max_word_chars: int
 ) -> EncodedBatch:
-    """Encode non-empty sentences; words longer than ``max_word_chars`` keep their first characters."""
+    """Encode non-empty sentences; over-long words keep ``max_word_chars``."""
     if any(not sentence for sentence in sentences):
         raise ValueError("cannot encode an empty sentence; filter empty inputs before the model")
     seq_len = max((len(s) for s in sentences), default=0)

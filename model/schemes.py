@@ -121,7 +121,7 @@ def first_violation(tags: list[str], scheme: Scheme) -> tuple[int, str] | None:
     previous = "START"
     for i, tag in enumerate([*tags, "END"]):
         if tag != "END":
-            prefix, label = split_tag(tag)
+            prefix, _ = split_tag(tag)
             if scheme == "BIO" and prefix in {"E", "S"}:
                 return i, f"tag {tag!r} is not a BIO tag"
         if not _is_allowed(previous, tag, scheme):

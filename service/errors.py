@@ -31,7 +31,8 @@ class UnknownModel(Exception):
 
 def describe_validation(errors: list[Any]) -> tuple[int, str]:
     """Status and one readable sentence for pydantic's error list."""
-    first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
+    fallback = {"type": "", "loc": (), "msg": "invalid request"}
+    first: dict[str, Any] = errors[0] if errors else fallback
     if first.get("type") == "json_invalid":
         return (
             400,

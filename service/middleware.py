@@ -59,7 +59,9 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        detail = f"request body exceeds the limit of {self.max_bytes} bytes (TAGSERVE_MAX_BODY_BYTES)"
+        detail = (
+            f"request body exceeds the limit of {self.max_bytes} bytes (TAGSERVE_MAX_BODY_BYTES)"
+        )
         await send_json(send, 413, {"detail": detail})
 
 

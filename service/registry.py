@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from model.artifact import ArtifactError, ModelBundle, available, load
@@ -57,14 +58,20 @@ def load_models(settings: Settings, metrics: Metrics) -> dict[str, LoadedModel]:
             settings.max_queue,
             on_batch=batch_histogram.observe,
         )
-        metrics.queue_depth.labels(model=name).set_function(lambda b=batcher: b.waiting)
+        metrics.queue_depth.labels(model=name).set_function(partial(_waiting, batcher))
         loaded[name] = LoadedModel(ModelProfile.of(name, bundle), bundle, batcher)
     if settings.default_model not in loaded:
         raise ArtifactError(
             settings.models_dir / settings.default_model,
-            f"default model {settings.default_model!r} is not among the loaded ones ({', '.join(loaded)})",
+            f"default model {settings.default_model!r} is not among the loaded ones "
+            f"({', '.join(loaded)})",
         )
     return loaded
+
+
+def _waiting(batcher: Batcher) -> float:
+    """Queue depth for the Prometheus gauge, read at scrape time."""
+    return float(batcher.waiting)
 
 
 def _summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:

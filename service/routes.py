@@ -89,7 +89,8 @@ def make_plans(body: TagRequest, loaded: LoadedModel, settings: Settings) -> lis
         if len(text) > settings.max_text_chars:
             raise LimitExceeded(
                 field,
-                f"{len(text)} characters exceed the limit of {settings.max_text_chars} (TAGSERVE_MAX_TEXT_CHARS)",
+                f"{len(text)} characters exceed the limit of {settings.max_text_chars} "
+                "(TAGSERVE_MAX_TEXT_CHARS)",
             )
     plans = [plan_text(text, loaded.profile, settings.max_sentence_tokens) for _, text in inputs]
     _check_token_total(
@@ -111,7 +112,8 @@ def _token_plans(token_lists: list[list[str]], settings: Settings) -> list[TextP
         if joined > settings.max_text_chars:
             raise LimitExceeded(
                 f"tokens[{i}]",
-                f"{joined} characters exceed the limit of {settings.max_text_chars} (TAGSERVE_MAX_TEXT_CHARS)",
+                f"{joined} characters exceed the limit of {settings.max_text_chars} "
+                "(TAGSERVE_MAX_TEXT_CHARS)",
             )
     _check_token_total(sum(map(len, token_lists)), "tokens", settings)
     return [plan_tokens(words, settings.max_sentence_tokens) for words in token_lists]
@@ -121,7 +123,8 @@ def _check_token_total(total: int, field: str, settings: Settings) -> None:
     if total > settings.max_tokens:
         raise LimitExceeded(
             field,
-            f"{total} tokens exceed the limit of {settings.max_tokens} per request (TAGSERVE_MAX_TOKENS)",
+            f"{total} tokens exceed the limit of {settings.max_tokens} per request "
+            "(TAGSERVE_MAX_TOKENS)",
         )
 
 

@@ -30,7 +30,9 @@ class TagRequest(BaseModel):
     texts: list[str] | None = Field(None, description="several raw texts, answered in order")
     tokens: list[list[str]] | None = Field(
         None,
-        description="pre-tokenized sentences; offsets then refer to the tokens joined by single spaces",
+        description=(
+            "pre-tokenized sentences; offsets then refer to the tokens joined by single spaces"
+        ),
     )
     model: str | None = Field(None, description="model name (see GET /models); default `ner`")
 
@@ -39,7 +41,8 @@ class TagRequest(BaseModel):
         given = [name for name in ("text", "texts", "tokens") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of 'text', 'texts' or 'tokens' (got {', '.join(given) or 'none'})"
+                "give exactly one of 'text', 'texts' or 'tokens' "
+                f"(got {', '.join(given) or 'none'})"
             )
         return self
 

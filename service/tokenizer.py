@@ -2,14 +2,15 @@
 
 One compiled regular expression; alternatives are tried in order at each position. Rules:
 URLs and e-mail addresses whole; abbreviations ("U.S.", "Mr.", "vs.", initials before a
-name) whole; numbers, dates and scores ("1,000", "3.5", ".778", "1996-08-22", "6-4", "1/2") whole, and a list number at a line
-start ("1."); at the very end of a text an abbreviation gives up its period ("in the U.S ."),
-as CoNLL writes it; "--" and "..." stay whole;
+name) whole; numbers, dates and scores ("1,000", "3.5", ".778", "1996-08-22", "6-4",
+"1/2") whole, and a list number at a line start ("1."); at the very end of a text an
+abbreviation gives up its period ("in the U.S ."), as CoNLL writes it; "--" and "..." stay whole;
 "n't" and the clitics "'s 're 'm 've 'll 'd" split off; words keep inner hyphens and
 apostrophes ("pro-democracy", "O'Brien"); runs of CJK letters stay together; every other
 non-space character is a token of its own. The ``atis`` style keeps contractions whole
 ("i'd", "what's"), as that data set does. Whitespace of every kind (and zero-width format
-characters) separates tokens and is never part of one, so ``text[token.start:token.end] == token.text`` always holds.
+characters) separates tokens and is never part of one, so
+``text[token.start:token.end] == token.text`` always holds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _ABBREVIATIONS = (
 _CLITIC = r"(?:[sSmMdD]|re|RE|ve|VE|ll|LL)(?![^\W_])"
 _LETTER = r"[^\W\d_]"
 # Combining marks (accents typed as a separate code point) belong to the letter before them.
-_MARK = "[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u0610-\u061a\u064b-\u065f\u0900-\u0903\u093a-\u094f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+_MARK = "[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u0610-\u061a\u064b-\u065f\u0900-\u0903\u093a-\u094f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"  # noqa: E501
 # Zero-width format characters separate tokens like spaces do, and belong to none.
 _INVISIBLE = "\u200b-\u200d\u2060\ufeff"
 _ALNUM = r"[^\W_]"
@@ -33,7 +34,9 @@ _CONLL = rf"""
     (?P<url>(?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?)\]}}'])
   | (?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)
   | (?P<final_abbrev>(?:{_LETTER}\.)+{_LETTER}(?=\.\s*$)|(?:{_ABBREVIATIONS})(?=\.\s*$))
-  | (?P<abbrev>(?:{_LETTER}\.){{2,}}|(?:{_ABBREVIATIONS}|st|mr|mrs|ms|dr|jr|vs)\.(?!{_ALNUM})|[A-Z]\.(?=\s+[A-Z]))
+  | (?P<abbrev>(?:{_LETTER}\.){{2,}}
+      |(?:{_ABBREVIATIONS}|st|mr|mrs|ms|dr|jr|vs)\.(?!{_ALNUM})
+      |[A-Z]\.(?=\s+[A-Z]))
   | (?P<listnumber>(?<![^\n])\d{{1,3}}\.(?=[^\S\n]))
   | (?P<number>(?:\d+|(?<!\S)\.\d+)(?:[.,:/-]\d+)*(?!{_ALNUM}|-{_LETTER}))
   | (?P<negated>{_LETTER}+?(?=n't(?!{_ALNUM})))
@@ -64,7 +67,7 @@ class Token:
 
 
 def tokenize(text: str, style: str = "conll") -> list[Token]:
-    """Split ``text`` into tokens in ``style`` (``conll`` or ``atis``); never raises on any ``str``."""
+    """Split ``text`` into tokens in ``style`` (``conll`` or ``atis``); never raises."""
     pattern = _PATTERNS.get(style)
     if pattern is None:
         raise ValueError(f"unknown tokenizer style {style!r}: expected one of {', '.join(STYLES)}")

@@ -31,7 +31,9 @@ def echo_model(calls: list[int], gate: threading.Event | None = None):  # type: 
 async def test_concurrent_callers_share_batches_and_get_their_own_answers() -> None:
     calls: list[int] = []
     gate = threading.Event()
-    batcher = Batcher(echo_model(calls, gate), "echo", max_batch_size=16, max_wait_ms=20, max_queue=1000)
+    batcher = Batcher(
+        echo_model(calls, gate), "echo", max_batch_size=16, max_wait_ms=20, max_queue=1000
+    )
     batcher.start()
     requests = [[[f"r{r}s{s}w{w}" for w in range(3)] for s in range(r % 4 + 1)] for r in range(40)]
     tasks = [asyncio.create_task(batcher.submit(sentences)) for sentences in requests]
@@ -60,7 +62,9 @@ async def test_a_large_request_is_split_across_batches_in_order() -> None:
 async def test_full_queue_is_refused_without_touching_queued_work() -> None:
     calls: list[int] = []
     gate = threading.Event()
-    batcher = Batcher(echo_model(calls, gate), "echo", max_batch_size=4, max_wait_ms=0, max_queue=10)
+    batcher = Batcher(
+        echo_model(calls, gate), "echo", max_batch_size=4, max_wait_ms=0, max_queue=10
+    )
     batcher.start()
     first = asyncio.create_task(batcher.submit([["a"]] * 8))
     await asyncio.sleep(0.02)
@@ -85,9 +89,12 @@ async def test_a_model_error_fails_only_its_batch() -> None:
 
 
 async def test_batches_form_through_the_http_app(tiny_artifact: Path) -> None:
-    """Concurrent HTTP callers: /metrics shows multi-sentence batches; answers match solo tagging."""
+    """Concurrent HTTP callers: /metrics shows multi-sentence batches; answers equal solo ones."""
     app = tiny_app(tiny_artifact.parent, max_batch_size=32, max_wait_ms=20)
-    texts = [f"Harry Potter number {i} met Hermione" if i % 2 else f"London {i} is big" for i in range(24)]
+    texts = [
+        f"Harry Potter number {i} met Hermione" if i % 2 else f"London {i} is big"
+        for i in range(24)
+    ]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -114,7 +121,9 @@ async def test_overload_through_http_gives_503_with_retry_after(tiny_artifact: P
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            response = await client.post("/tag", json={"texts": ["one. Two. Three. Four. Five. Six."]})
+            response = await client.post(
+                "/tag", json={"texts": ["one. Two. Three. Four. Five. Six."]}
+            )
             assert response.status_code == 503
             assert response.headers["retry-after"] == "1"
             assert "limit 5" in response.json()["detail"]

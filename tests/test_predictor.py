@@ -1,4 +1,4 @@
-"""Predictor and artifacts: batch equals single, save → load is lossless, corrupt files are named."""
+"""Predictor and artifacts: batch equals single, save → load is lossless, bad files are named."""
 
 from __future__ import annotations
 

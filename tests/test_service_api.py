@@ -60,7 +60,12 @@ def test_pretokenized_offsets_refer_to_joined_tokens(tiny_artifact: Path) -> Non
         body = client.post("/tag", json={"tokens": tokens}).json()
     first = body["results"][0]
     assert first["text"] == "Harry Potter visited London"
-    assert [(t["start"], t["end"]) for t in first["tokens"]] == [(0, 5), (6, 12), (13, 20), (21, 27)]
+    assert [(t["start"], t["end"]) for t in first["tokens"]] == [
+        (0, 5),
+        (6, 12),
+        (13, 20),
+        (21, 27),
+    ]
     assert body["results"][1]["tokens"][0]["text"] == "Hello"
 
 
@@ -101,7 +106,9 @@ def test_models_health_metrics(tiny_artifact: Path) -> None:
 def test_docs_page_uses_only_local_assets(tiny_artifact: Path) -> None:
     with TestClient(tiny_app(tiny_artifact.parent)) as client:
         html = client.get("/docs").text
-        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html) + re.findall(r"url: '([^']+)'", html)
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html) + re.findall(
+            r"url: '([^']+)'", html
+        )
         assert urls, html
         for url in urls:
             assert url.startswith("/"), f"docs page loads {url} from outside the app"

@@ -10,19 +10,51 @@ from fastapi.testclient import TestClient
 from tests.service_helpers import tiny_app
 
 CASES = [
-    ({"text": "x" * 101}, 422, "text: 101 characters exceed the limit of 100 (TAGSERVE_MAX_TEXT_CHARS)"),
-    ({"texts": ["a", "x" * 101]}, 422, "texts[1]: 101 characters exceed the limit of 100 (TAGSERVE_MAX_TEXT_CHARS)"),
-    ({"texts": ["a"] * 4}, 422, "texts: 4 texts exceed the limit of 3 per request (TAGSERVE_MAX_TEXTS)"),
-    ({"tokens": [["a"]] * 4}, 422, "tokens: 4 token lists exceed the limit of 3 per request (TAGSERVE_MAX_TEXTS)"),
-    ({"tokens": [["a", ""]]}, 422, "tokens[0][1]: a token must be non-empty and contain no whitespace"),
-    ({"tokens": [["a b"]]}, 422, "tokens[0][0]: a token must be non-empty and contain no whitespace"),
-    ({"text": "a " * 45}, 422, "text: 45 tokens exceed the limit of 40 per request (TAGSERVE_MAX_TOKENS)"),
+    (
+        {"text": "x" * 101},
+        422,
+        "text: 101 characters exceed the limit of 100 (TAGSERVE_MAX_TEXT_CHARS)",
+    ),
+    (
+        {"texts": ["a", "x" * 101]},
+        422,
+        "texts[1]: 101 characters exceed the limit of 100 (TAGSERVE_MAX_TEXT_CHARS)",
+    ),
+    (
+        {"texts": ["a"] * 4},
+        422,
+        "texts: 4 texts exceed the limit of 3 per request (TAGSERVE_MAX_TEXTS)",
+    ),
+    (
+        {"tokens": [["a"]] * 4},
+        422,
+        "tokens: 4 token lists exceed the limit of 3 per request (TAGSERVE_MAX_TEXTS)",
+    ),
+    (
+        {"tokens": [["a", ""]]},
+        422,
+        "tokens[0][1]: a token must be non-empty and contain no whitespace",
+    ),
+    (
+        {"tokens": [["a b"]]},
+        422,
+        "tokens[0][0]: a token must be non-empty and contain no whitespace",
+    ),
+    (
+        {"text": "a " * 45},
+        422,
+        "text: 45 tokens exceed the limit of 40 per request (TAGSERVE_MAX_TOKENS)",
+    ),
     ({"text": 5}, 422, "text: Input should be a valid string"),
     ({"texts": "abc"}, 422, "texts: Input should be a valid list"),
     ({"tokens": [[1]]}, 422, "tokens.0.0: Input should be a valid string"),
     ({"text": "a", "model": "nope"}, 404, "model: unknown model 'nope'; loaded models: tiny"),
     ({}, 422, "body: give exactly one of 'text', 'texts' or 'tokens' (got none)"),
-    ({"text": "a", "tokens": [["a"]]}, 422, "body: give exactly one of 'text', 'texts' or 'tokens' (got text, tokens)"),
+    (
+        {"text": "a", "tokens": [["a"]]},
+        422,
+        "body: give exactly one of 'text', 'texts' or 'tokens' (got text, tokens)",
+    ),
     ({"text": "a", "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
     ([1, 2], 422, "body: Input should be a valid dictionary or object to extract fields from"),
 ]
@@ -30,7 +62,9 @@ CASES = [
 
 @pytest.fixture
 def client(tiny_artifact: Path):  # type: ignore[no-untyped-def]
-    app = tiny_app(tiny_artifact.parent, max_text_chars=100, max_texts=3, max_tokens=40, max_body_bytes=2048)
+    app = tiny_app(
+        tiny_artifact.parent, max_text_chars=100, max_texts=3, max_tokens=40, max_body_bytes=2048
+    )
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -43,7 +77,9 @@ def test_bad_input(client: TestClient, body: object, status: int, detail: str) -
 
 
 def test_malformed_json(client: TestClient) -> None:
-    response = client.post("/tag", content=b'{"text": ', headers={"content-type": "application/json"})
+    response = client.post(
+        "/tag", content=b'{"text": ', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["detail"].startswith("request body is not valid JSON: ")
 
@@ -51,7 +87,9 @@ def test_malformed_json(client: TestClient) -> None:
 def test_body_over_limit_by_content_length(client: TestClient) -> None:
     response = client.post("/tag", json={"text": "a" * 3000})
     assert response.status_code == 413
-    assert response.json() == {"detail": "request body exceeds the limit of 2048 bytes (TAGSERVE_MAX_BODY_BYTES)"}
+    assert response.json() == {
+        "detail": "request body exceeds the limit of 2048 bytes (TAGSERVE_MAX_BODY_BYTES)"
+    }
 
 
 def test_body_over_limit_while_streaming(client: TestClient) -> None:

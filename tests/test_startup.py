@@ -24,7 +24,9 @@ def truncate_weights(directory: Path) -> str:
 
 
 def unknown_labels(directory: Path) -> str:
-    (directory / "labels.json").write_text(json.dumps({"scheme": "BIOES", "labels": ["O", "B-PER", "Z-PER"]}))
+    (directory / "labels.json").write_text(
+        json.dumps({"scheme": "BIOES", "labels": ["O", "B-PER", "Z-PER"]})
+    )
     return f"{directory / 'labels.json'}: invalid label set: malformed tag 'Z-PER'"
 
 
@@ -48,7 +50,10 @@ def test_lifespan_refuses_a_corrupt_model(tiny_artifact: Path, corrupt) -> None:
 def test_serve_exits_with_one_line(tiny_artifact: Path, corrupt) -> None:  # type: ignore[no-untyped-def]
     if corrupt is None:
         models_dir = tiny_artifact.parent / "absent"
-        expected = f"tagserve: error: setting TAGSERVE_MODELS_DIR: Value error, models_dir {models_dir} is not a directory"
+        expected = (
+            "tagserve: error: setting TAGSERVE_MODELS_DIR: Value error, "
+            f"models_dir {models_dir} is not a directory"
+        )
     else:
         models_dir = tiny_artifact.parent
         expected = f"tagserve: error: model artifact {corrupt(tiny_artifact)}"

@@ -14,12 +14,36 @@ ANY_TEXT = st.text(
 )
 TEXT_LIKE = st.lists(
     st.one_of(
-        st.sampled_from(["U.S.", "Mr.", "don't", "it's", "1996-08-22", "3.5", "--", "...", '"', "(", ")", ".", "?",
-                         "\n\n", " ", "\u00a0", "e\u0301", "🙂", "東京", "\x00", "\u200b", "a" * 80]),
+        st.sampled_from(
+            [
+                "U.S.",
+                "Mr.",
+                "don't",
+                "it's",
+                "1996-08-22",
+                "3.5",
+                "--",
+                "...",
+                '"',
+                "(",
+                ")",
+                ".",
+                "?",
+                "\n\n",
+                " ",
+                "\u00a0",
+                "e\u0301",
+                "🙂",
+                "東京",
+                "\x00",
+                "\u200b",
+                "a" * 80,
+            ]
+        ),
         st.text(min_size=1, max_size=8),
     ),
     max_size=60,
-).map("".join)  # fmt: skip
+).map("".join)
 
 
 def check(text: str, style: str) -> None:

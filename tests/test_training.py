@@ -170,7 +170,7 @@ def test_config_overrides_change_one_value(tmp_path: Path) -> None:
     path.write_text('[data]\ntrain = "a"\ndev = "b"\n[model]\nrnn = "lstm"\n')
     config = load_config(path, ["model.rnn=gru", "model.bidirectional=false", "training.lr=0.5"])
     assert (config.model.rnn, config.model.bidirectional, config.training.lr) == ("gru", False, 0.5)
-    with pytest.raises(ValueError, match="expected SECTION.KEY=VALUE"):
+    with pytest.raises(ValueError, match=r"expected SECTION\.KEY=VALUE"):
         load_config(path, ["rnn=gru"])
     with pytest.raises(ValueError, match=r"unknown keys in \[model\]: rnnn"):
         load_config(path, ["model.rnnn=gru"])

@@ -1,4 +1,4 @@
-"""Readers for CoNLL column files and ``seq.in``/``seq.out`` folders, with errors that name the line."""
+"""Readers for CoNLL column files and ``seq.in``/``seq.out`` folders; errors name the line."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def read_dataset(
 
 
 def read_conll(path: Path, strict: bool = False, scheme: Scheme = "BIO") -> list[Example]:
-    """CoNLL columns: token first, tag last, blank line between sentences, ``-DOCSTART-`` skipped."""
+    """CoNLL columns: token first, tag last, blank line between sentences, -DOCSTART- skipped."""
     path = Path(path)
     lines = _read_lines(path)
     examples: list[Example] = []

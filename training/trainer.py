@@ -97,7 +97,7 @@ def make_batches(
     shuffled = examples[:]
     rng.shuffle(shuffled)
     pool = batch_size * 50
-    batches = []
+    batches: list[list[tuple[list[str], list[int]]]] = []
     for start in range(0, len(shuffled), pool):
         chunk = sorted(shuffled[start : start + pool], key=lambda e: len(e[0]))
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
