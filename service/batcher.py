@@ -27,10 +27,12 @@ Predict = Callable[[list[list[str]]], list[TaggedSentence]]
 class Overloaded(Exception):
     """The queue cannot take these sentences now; retry after ``retry_after`` seconds."""
 
-    def __init__(self, waiting: int, limit: int, retry_after: int = 1) -> None:
+    def __init__(self, model: str, waiting: int, limit: int, retry_after: int = 1) -> None:
         super().__init__(
-            f"the service is at capacity ({waiting} sentences queued, limit {limit}); retry later"
+            f"model {model!r} is at capacity ({waiting} sentences queued, limit {limit}, "
+            "TAGSERVE_MAX_QUEUE); retry later"
         )
+        self.model = model
         self.retry_after = retry_after
 
 
@@ -91,8 +93,10 @@ class Batcher:
             raise ShuttingDown("the service is shutting down")
         if not sentences:
             return []
-        if len(self._queue) + len(sentences) > self.max_queue:
-            raise Overloaded(len(self._queue), self.max_queue)
+        # A request larger than the whole queue is still admitted when nothing waits, so that
+        # it can ever succeed; its size is bounded by the per-request limits.
+        if self._queue and len(self._queue) + len(sentences) > self.max_queue:
+            raise Overloaded(self.name, len(self._queue), self.max_queue)
         loop = asyncio.get_running_loop()
         futures = []
         for words in sentences:

@@ -64,7 +64,8 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": str(error)}, status_code=404)
 
     @app.exception_handler(Overloaded)
-    async def overloaded(_: Request, error: Overloaded) -> JSONResponse:
+    async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
+        request.app.state.metrics.rejected.labels(model=error.model).inc()
         return JSONResponse(
             {"detail": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)}
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from types import FrameType
 
 import uvicorn
@@ -16,21 +17,37 @@ from service.metrics import Metrics
 from service.registry import load_models
 from service.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class DrainingServer(uvicorn.Server):
-    """Turns /health to 503 as soon as SIGTERM/SIGINT arrives, then shuts down gracefully."""
+    """On SIGTERM/SIGINT: /health turns 503 at once, serving goes on for ``notice_s`` (so a
+    load balancer stops routing here), then uvicorn closes the listener and waits for
+    in-flight requests (up to its graceful-shutdown timeout). A second signal stops at once."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, notice_s: float) -> None:
         super().__init__(config)
         self.tagserve_app = app
+        self.notice_s = notice_s
+        self.drain_started: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain_started is not None:
+            super().handle_exit(sig, frame)
+            return
         self.tagserve_app.state.status = "draining"
-        super().handle_exit(sig, frame)
+        self.drain_started = time.monotonic()
+        log.info("signal %d: draining (notice %.1fs, then graceful shutdown)", sig, self.notice_s)
+
+    async def on_tick(self, counter: int) -> bool:
+        started = self.drain_started
+        if started is not None and time.monotonic() - started >= self.notice_s:
+            self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def run(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Start serving, or exit with status 2 and one line naming the bad setting or file."""
+    """Start serving, or exit with status 1 and one line naming the bad setting or file."""
     try:
         settings = Settings()
         models = load_models(settings, metrics := Metrics())
@@ -51,4 +68,4 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> None:
         access_log=False,
     )
     # uvicorn routes SIGINT and SIGTERM to handle_exit.
-    DrainingServer(config, app).run()
+    DrainingServer(config, app, settings.drain_notice_s).run()

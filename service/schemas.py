@@ -34,7 +34,9 @@ class TagRequest(BaseModel):
             "pre-tokenized sentences; offsets then refer to the tokens joined by single spaces"
         ),
     )
-    model: str | None = Field(None, description="model name (see GET /models); default `ner`")
+    model: str | None = Field(
+        None, max_length=100, description="model name (see GET /models); default `ner`"
+    )
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> TagRequest:

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(
         10.0, ge=0, description="graceful-shutdown wait for in-flight work"
     )
+    drain_notice_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="after SIGTERM, keep serving with /health = 503 this long (load balancers "
+        "see it and stop routing) before closing the listener",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list; empty = off"
     )

@@ -116,15 +116,45 @@ async def test_batches_form_through_the_http_app(tiny_artifact: Path) -> None:
     assert total == 28 and count < 28
 
 
+async def test_a_request_larger_than_the_queue_waits_for_an_empty_queue() -> None:
+    calls: list[int] = []
+    gate = threading.Event()
+    batcher = Batcher(echo_model(calls, gate), "echo", max_batch_size=2, max_wait_ms=0, max_queue=3)
+    batcher.start()
+    big = asyncio.create_task(batcher.submit([["a"]] * 6))
+    await asyncio.sleep(0.02)
+    with pytest.raises(Overloaded, match=r"'echo' is at capacity \(4 sentences queued, limit 3"):
+        await batcher.submit([["b"]])
+    gate.set()
+    assert len(await big) == 6
+    assert [a.tags for a in await batcher.submit([["c"]] * 5)] == [["tag-c"]] * 5
+    await batcher.close(1.0)
+
+
 async def test_overload_through_http_gives_503_with_retry_after(tiny_artifact: Path) -> None:
-    app = tiny_app(tiny_artifact.parent, max_queue=5)
+    app = tiny_app(tiny_artifact.parent, max_queue=5, max_batch_size=2)
+    gate = threading.Event()
     async with app.router.lifespan_context(app):
+        batcher = app.state.models["tiny"].batcher
+        real_predict = batcher._predict
+
+        def held_predict(sentences: list[list[str]]) -> list[TaggedSentence]:
+            gate.wait(5)
+            return real_predict(sentences)
+
+        batcher._predict = held_predict
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            response = await client.post(
-                "/tag", json={"texts": ["one. Two. Three. Four. Five. Six."]}
-            )
+            held = asyncio.create_task(client.post("/tag", json={"texts": ["a b"] * 5}))
+            while batcher.batches == 0 and batcher.waiting < 3:
+                await asyncio.sleep(0.01)
+            response = await client.post("/tag", json={"texts": ["x", "y", "z"]})
             assert response.status_code == 503
             assert response.headers["retry-after"] == "1"
             assert "limit 5" in response.json()["detail"]
+            assert "TAGSERVE_MAX_QUEUE" in response.json()["detail"]
+            gate.set()
+            assert (await held).status_code == 200
             assert (await client.post("/tag", json={"text": "ok"})).status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert 'tagserve_overload_rejections_total{model="tiny"} 1.0' in metrics
