@@ -43,14 +43,24 @@ def run_variant(config: Path, out: Path, name: str, changes: list[str], common: 
     ]
     for change in [*common, *changes]:
         command += ["--set", change]
-    started = time.monotonic()
     log = out / f"{slug}.log"
+    finished = _finished_summary(log)
+    if finished is not None:  # resume: a variant trained to the end is not trained again
+        return finished
+    started = time.monotonic()
     with log.open("w") as handle:
         subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=True)
     summary = json.loads(log.read_text().strip().splitlines()[-1])
     summary["minutes"] = round((time.monotonic() - started) / 60, 1)
     summary["change"] = " ".join(changes) or "—"
+    (out / f"{slug}.json").write_text(json.dumps(summary))
     return summary
+
+
+def _finished_summary(log: Path) -> dict | None:
+    """The summary saved by an earlier, completed run of this variant, if any."""
+    saved = log.with_suffix(".json")
+    return json.loads(saved.read_text()) if saved.is_file() else None
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ class CRF(nn.Module):
             for i, j in allowed:
                 mask[i, j] = True
         self.register_buffer("constraint_mask", mask, persistent=False)
+        self._numpy_scores_cache: tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None = None
 
     def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Transition, start and end scores with forbidden moves pushed to a large negative."""
@@ -214,7 +215,7 @@ class CRF(nn.Module):
         :meth:`marginals`, which the tests check.
         """
         self._check(emissions, mask)
-        transitions, start, end = (t.detach().double().cpu().numpy() for t in self._scores())
+        transitions, start, end = self._numpy_scores()
         # (batch, seq_len, num_tags)
         scores = emissions.detach().double().cpu().numpy()
         lengths = mask.sum(1).cpu().numpy()
@@ -226,6 +227,15 @@ class CRF(nn.Module):
             probabilities[b, np.arange(len(path)), path].tolist() for b, path in enumerate(paths)
         ]
         return paths, chosen
+
+    def _numpy_scores(self) -> tuple[np.ndarray, ...]:
+        """:meth:`_scores` as float64 NumPy, recomputed only when a parameter changed."""
+        parameters = (self.transitions, self.start_transitions, self.end_transitions)
+        key = tuple(x for p in parameters for x in (p._version, p.data_ptr()))
+        if self._numpy_scores_cache is None or self._numpy_scores_cache[0] != key:
+            arrays = tuple(t.detach().double().cpu().numpy() for t in self._scores())
+            self._numpy_scores_cache = (key, arrays)
+        return self._numpy_scores_cache[1]
 
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Best tag path of each sequence, cut to its length."""

@@ -11,6 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def _by_length(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order putting the longest sequences first, and live-row counts per time step.
+
+    With rows sorted so, the sequences still running at step ``t`` are the first
+    ``live[t]`` rows: each step works on real tokens only, not on padding.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    seq_len = int(lengths.max()) if len(lengths) else 0
+    live = (lengths[None, :] > np.arange(seq_len)[:, None]).sum(axis=1)
+    return order, live
+
+
 def viterbi(
     emissions: np.ndarray,
     lengths: np.ndarray,
@@ -19,29 +31,36 @@ def viterbi(
     end: np.ndarray,
 ) -> list[list[int]]:
     """Best path per sequence. ``emissions``: (batch, seq_len, num_tags), right-padded."""
-    batch, seq_len, _ = emissions.shape
-    if seq_len == 0:
+    batch, seq_len, num_tags = emissions.shape
+    if seq_len == 0 or batch == 0:
         return [[] for _ in range(batch)]
-    # (batch, num_tags)
+    order, live = _by_length(lengths)
+    emissions = emissions[order]
+    sorted_lengths = lengths[order]
+    # (to, from): the reduction below runs over the last, contiguous axis.
+    transitions_to_from = np.ascontiguousarray(transitions.T)
+    # (batch, num_tags): best score of a path ending in each tag
     score = start[None, :] + emissions[:, 0]
-    backpointers = np.zeros((seq_len, batch, emissions.shape[2]), dtype=np.int64)
+    backpointers = np.zeros((seq_len, batch, num_tags), dtype=np.int64)
     for t in range(1, seq_len):
-        # (batch, num_tags_from, num_tags_to)
-        step = score[:, :, None] + transitions[None, :, :]
-        best_from = step.argmax(axis=1)
-        best = np.take_along_axis(step, best_from[:, None, :], axis=1)[:, 0, :]
-        live = (t < lengths)[:, None]
-        score = np.where(live, best + emissions[:, t], score)
-        backpointers[t] = best_from
+        n = live[t]
+        # (n, to, from)
+        step = score[:n, None, :] + transitions_to_from[None]
+        best_from = step.argmax(axis=2)
+        score[:n] = step.max(axis=2) + emissions[:n, t]
+        backpointers[t, :n] = best_from
     current = (score + end[None, :]).argmax(axis=1)
-    rows = np.arange(batch)
     path = np.zeros((batch, seq_len), dtype=np.int64)
     for t in range(seq_len - 1, -1, -1):
         path[:, t] = current
+        n = live[t]
         if t > 0:
-            previous = backpointers[t, rows, current]
-            current = np.where(t < lengths, previous, current)
-    return [path[b, : lengths[b]].tolist() for b in range(batch)]
+            # Rows past their end keep their last tag until they start.
+            current[:n] = backpointers[t, np.arange(n), current[:n]]
+    paths: list[list[int]] = [[] for _ in range(batch)]
+    for row, original in enumerate(order):
+        paths[original] = path[row, : sorted_lengths[row]].tolist()
+    return paths
 
 
 def marginals(
@@ -56,27 +75,34 @@ def marginals(
     Probability space with per-step rescaling; forbidden moves (scores of -1e4) become zeros.
     """
     batch, seq_len, num_tags = emissions.shape
+    if seq_len == 0 or batch == 0:
+        return np.zeros((batch, seq_len, num_tags))
+    order, live = _by_length(lengths)
     trans_p = np.exp(transitions - transitions.max())
+    trans_p_t = np.ascontiguousarray(trans_p.T)
     start_p = np.exp(start - start.max())
     end_p = np.exp(end - end.max())
-    # (batch, seq_len, num_tags)
-    emit_p = np.exp(emissions - emissions.max(axis=2, keepdims=True))
-    alphas = np.empty((batch, seq_len, num_tags))
-    betas = np.empty((batch, seq_len, num_tags))
+    # (batch, seq_len, num_tags), rows longest first
+    emit_p = np.exp(emissions[order] - emissions[order].max(axis=2, keepdims=True))
+    alphas = np.zeros((batch, seq_len, num_tags))
+    betas = np.zeros((batch, seq_len, num_tags))
     alpha = start_p[None, :] * emit_p[:, 0]
     alphas[:, 0] = alpha / alpha.sum(axis=1, keepdims=True)
     for t in range(1, seq_len):
-        step = (alphas[:, t - 1] @ trans_p) * emit_p[:, t]
-        alphas[:, t] = step / step.sum(axis=1, keepdims=True)
+        n = live[t]
+        step = (alphas[:n, t - 1] @ trans_p) * emit_p[:n, t]
+        alphas[:n, t] = step / step.sum(axis=1, keepdims=True)
+    # A sequence's last token looks only at END.
     betas[:, seq_len - 1] = end_p
     for t in range(seq_len - 2, -1, -1):
-        step = (emit_p[:, t + 1] * betas[:, t + 1]) @ trans_p.T
-        step = step / step.sum(axis=1, keepdims=True)
-        # A sequence's last token looks only at END.
-        betas[:, t] = np.where((t + 1 < lengths)[:, None], step, end_p[None, :])
+        n = live[t + 1]
+        betas[:, t] = end_p
+        step = (emit_p[:n, t + 1] * betas[:n, t + 1]) @ trans_p_t
+        betas[:n, t] = step / step.sum(axis=1, keepdims=True)
     joint = alphas * betas
     with np.errstate(invalid="ignore", divide="ignore"):
-        result = joint / joint.sum(axis=2, keepdims=True)
+        result = np.empty_like(joint)
+        result[order] = joint / joint.sum(axis=2, keepdims=True)
     real = np.arange(seq_len)[None, :] < lengths[:, None]
     if not np.isfinite(result[real]).all():
         return None

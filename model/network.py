@@ -104,21 +104,43 @@ class Tagger(nn.Module):
         self.emission = nn.Linear(directions * config.hidden_size, config.num_tags)
         self.crf = CRF(config.num_tags, allowed) if config.decoder == "crf" else None
 
+    @property
+    def input_dim(self) -> int:
+        """Width of a word's input vector (word + casing + character features)."""
+        return int(self.rnn.input_size)
+
+    def word_features(
+        self, words: torch.Tensor, casing: torch.Tensor, chars: torch.Tensor
+    ) -> torch.Tensor:
+        """Input vectors of N real words, (N, input_dim), from (N,), (N,) and (N, max_chars).
+
+        A word's vector depends on the word alone (dropout comes later), which is what lets
+        inference memoise it (see :mod:`model.feature_cache`).
+        """
+        features = [self.word_embedding(words), self.casing_embedding(casing)]
+        if self.char_encoder is not None:
+            features.append(self.char_encoder(chars))
+        return torch.cat(features, dim=1)
+
+    def features(self, batch: EncodedBatch) -> torch.Tensor:
+        """Word input vectors (batch, seq_len, input_dim), zeros at padding."""
+        mask = batch.mask
+        # Encode real words only: padded slots can outnumber them several times over.
+        real = self.word_features(batch.words[mask], batch.casing[mask], batch.chars[mask])
+        embedded = real.new_zeros(*mask.shape, real.size(1))
+        embedded[mask] = real
+        return embedded
+
     def emissions(self, batch: EncodedBatch) -> torch.Tensor:
         """Per-token tag scores: (batch, seq_len, num_tags)."""
-        features = [self.word_embedding(batch.words), self.casing_embedding(batch.casing)]
-        if self.char_encoder is not None:
-            # Encode real words only: padded slots can outnumber them several times over.
-            mask = batch.mask
-            # (real_words, channels)
-            encoded_words = self.char_encoder(batch.chars[mask])
-            # (batch, seq_len, channels)
-            char_features = encoded_words.new_zeros(*mask.shape, encoded_words.size(1))
-            char_features[mask] = encoded_words
-            features.append(char_features)
-        # (batch, seq_len, input_dim)
-        embedded = self.dropout(torch.cat(features, dim=2))
-        lengths = batch.lengths.cpu()
+        return self.emissions_from_features(self.features(batch), batch.lengths)
+
+    def emissions_from_features(
+        self, embedded: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Tag scores from padded word vectors (batch, seq_len, input_dim) and lengths."""
+        embedded = self.dropout(embedded)
+        lengths = lengths.cpu()
         if bool((lengths == embedded.size(1)).all()):
             # No padding (always so for one sentence): packing would only add overhead.
             encoded, _ = self.rnn(embedded)
@@ -141,23 +163,18 @@ class Tagger(nn.Module):
 
     def decode(self, batch: EncodedBatch) -> tuple[list[list[int]], list[list[float]]]:
         """Best tag indices and each chosen tag's marginal probability, cut to each length."""
-        emissions = self.emissions(batch)
-        mask = batch.mask
+        return self.decode_emissions(self.emissions(batch), batch.lengths)
+
+    def decode_emissions(
+        self, emissions: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Decode (batch, seq_len, num_tags) scores: CRF Viterbi + marginals, or softmax."""
         if self.crf is not None:
+            positions = torch.arange(emissions.size(1), device=emissions.device)
+            mask = positions.unsqueeze(0) < lengths.to(emissions.device).unsqueeze(1)
             return self.crf.decode(emissions, mask)
-        else:
-            probabilities = emissions.softmax(dim=2)
-            paths = [
-                row[:n]
-                for row, n in zip(emissions.argmax(2).tolist(), batch.lengths.tolist(), strict=True)
-            ]
-        width = max((len(p) for p in paths), default=0)
-        chosen = torch.tensor([p + [0] * (width - len(p)) for p in paths], dtype=torch.long)
-        # (batch, seq_len)
-        chosen_probs = (
-            probabilities[:, :width]
-            .gather(2, chosen.unsqueeze(2).to(probabilities.device))
-            .squeeze(2)
-        )
-        scores = [row[: len(p)] for row, p in zip(chosen_probs.tolist(), paths, strict=True)]
+        probabilities = emissions.softmax(dim=2)
+        best = probabilities.max(dim=2)
+        paths = [row[:n] for row, n in zip(best.indices.tolist(), lengths.tolist(), strict=True)]
+        scores = [row[:n] for row, n in zip(best.values.tolist(), lengths.tolist(), strict=True)]
         return paths, scores

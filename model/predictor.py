@@ -9,6 +9,7 @@ import torch
 
 from model.artifact import ModelBundle, load
 from model.encoding import encode
+from model.feature_cache import WordFeatureCache
 from model.schemes import Span, spans_from_tags
 
 
@@ -29,14 +30,27 @@ class Predictor:
 
     Sentences are sorted by length and cut into chunks of ``batch_size`` so padding stays
     small; results come back in the caller's order. Empty sentences give empty results.
+    With ``cache_words`` > 0, word input vectors are memoised (:class:`WordFeatureCache`), so
+    the bundle's weights must not change while this predictor is in use.
     """
 
-    def __init__(self, bundle: ModelBundle, batch_size: int = 128) -> None:
+    def __init__(self, bundle: ModelBundle, batch_size: int = 128, cache_words: int = 0) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.bundle = bundle
         self.batch_size = batch_size
         self.device = next(bundle.network.parameters()).device
+        self.cache = (
+            WordFeatureCache(
+                bundle.network,
+                bundle.words,
+                bundle.chars,
+                bundle.config.max_word_chars,
+                capacity=cache_words,
+            )
+            if cache_words > 0
+            else None
+        )
 
     @classmethod
     def from_path(cls, path: Path, device: str = "cpu", batch_size: int = 128) -> Predictor:
@@ -56,17 +70,20 @@ class Predictor:
             if not sentence:
                 results[i] = TaggedSentence([], [])
         labels = self.bundle.labels.labels
-        config = self.bundle.config
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                batch = encode(
-                    [sentences[i] for i in chunk],
-                    self.bundle.words,
-                    self.bundle.chars,
-                    config.max_word_chars,
-                ).to(self.device)
-                paths, scores = self.bundle.network.decode(batch)
+                paths, scores = self._decode([sentences[i] for i in chunk])
                 for i, path, score in zip(chunk, paths, scores, strict=True):
                     results[i] = TaggedSentence([labels[k] for k in path], score)
         return [r for r in results if r is not None]
+
+    def _decode(self, sentences: list[list[str]]) -> tuple[list[list[int]], list[list[float]]]:
+        network = self.bundle.network
+        if self.cache is None:
+            config = self.bundle.config
+            batch = encode(sentences, self.bundle.words, self.bundle.chars, config.max_word_chars)
+            return network.decode(batch.to(self.device))
+        features, lengths = self.cache.batch(sentences)
+        emissions = network.emissions_from_features(features, lengths)
+        return network.decode_emissions(emissions, lengths)

@@ -25,7 +25,7 @@ def tag_lines(source: TextIO, sink: TextIO, model: str, batch_size: int) -> int:
         print(f"tagserve: error: {error}", file=sys.stderr)
         return 2
     profile = ModelProfile.of(path.name, bundle)
-    predictor = Predictor(bundle, batch_size=batch_size)
+    predictor = Predictor(bundle, batch_size=batch_size, cache_words=50_000)
 
     async def run_model(sentences: list[list[str]]) -> list[TaggedSentence]:
         return predictor.predict(sentences)

@@ -48,7 +48,9 @@ def load_models(settings: Settings, metrics: Metrics) -> dict[str, LoadedModel]:
     loaded = {}
     for name in names:
         bundle = load(settings.models_dir / name)
-        predictor = Predictor(bundle, batch_size=settings.max_batch_size)
+        predictor = Predictor(
+            bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
+        )
         batch_histogram = metrics.batch_size.labels(model=name)
         batcher = Batcher(
             predictor.predict,

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, le=256, description="torch intra-op threads for the model worker"
     )
+    cache_words: int = Field(
+        50_000,
+        ge=0,
+        le=2_000_000,
+        description="words whose input vectors each model memoises (0 = off); about 0.5 KB a word",
+    )
     drain_timeout_s: float = Field(
         10.0, ge=0, description="graceful-shutdown wait for in-flight work"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.artifact import ArtifactError, load, save
+from model.artifact import ArtifactError, ModelBundle, load, save
 from model.predictor import Predictor
 from tests.conftest import make_bundle
 
@@ -121,3 +121,23 @@ def test_unknown_config_key_is_named(tmp_path: Path) -> None:
     config.write_text(json.dumps({**json.loads(config.read_text()), "hiden_size": 3}))
     with pytest.raises(ArtifactError, match=r"config\.json: unknown model config keys: hiden_size"):
         load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("capacity", [3, 12, 10_000])
+def test_word_cache_changes_nothing_but_speed(tiny_bundle: ModelBundle, capacity: int) -> None:
+    # Capacity 3 is smaller than one batch (uncached fallback), 12 forces start-overs.
+    sentences = [
+        ["Harry", "Potter", "went", "to", "London"],
+        ["London", "is", "big"],
+        ["Hermione", "went", "to", "Paris", "and", "Rome"],
+        ["x"],
+        [],
+    ] * 3
+    plain = Predictor(tiny_bundle, batch_size=2).predict(sentences)
+    cached = Predictor(tiny_bundle, batch_size=2, cache_words=capacity)
+    for _ in range(2):
+        again = cached.predict(sentences)
+        assert [a.tags for a in again] == [p.tags for p in plain]
+        for a, p in zip(again, plain, strict=True):
+            assert a.scores == pytest.approx(p.scores, abs=1e-6)
+    assert cached.cache is not None and len(cached.cache) <= capacity

@@ -1,0 +1,74 @@
+"""Memoised word input vectors for inference.
+
+At inference a word's input vector (word and casing embeddings plus the character encoder's
+output) depends on the word alone, and running text repeats its words constantly: on the
+CoNLL-2003 test set, 1 token in 5 is a word seen for the first time. Encoding characters and
+running the character CNN only for those, and gathering everything else from one matrix,
+takes the per-word Python and small-tensor work off the hot path.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from model.encoding import encode
+from model.network import Tagger
+from model.vocab import Vocabulary
+
+
+class WordFeatureCache:
+    """Word → input vector, for a network whose weights no longer change.
+
+    Bounded: once ``capacity`` words are held it starts over. Not thread-safe; the service
+    gives each model one worker thread.
+    """
+
+    def __init__(
+        self,
+        network: Tagger,
+        words: Vocabulary,
+        chars: Vocabulary,
+        max_word_chars: int,
+        capacity: int = 50_000,
+    ) -> None:
+        self.network = network
+        self.words = words
+        self.chars = chars
+        self.max_word_chars = max_word_chars
+        self.capacity = capacity
+        device = next(network.parameters()).device
+        # Row 0 stays zero: it is what padding positions gather.
+        self._matrix = torch.zeros(capacity + 1, network.input_dim, device=device)
+        self._slots: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def batch(self, sentences: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded input vectors (batch, seq_len, input_dim) and lengths for non-empty sentences."""
+        unseen = list({w: None for s in sentences for w in s if w not in self._slots})
+        if len(self._slots) + len(unseen) > self.capacity:
+            self._slots.clear()
+            unseen = list({w: None for s in sentences for w in s})
+        if len(unseen) > self.capacity:
+            # More distinct words than the cache holds: compute this batch without it.
+            encoded = encode(sentences, self.words, self.chars, self.max_word_chars)
+            return self.network.features(encoded.to(self._matrix.device)), encoded.lengths
+        if unseen:
+            self._add(unseen)
+        lengths = [len(s) for s in sentences]
+        seq_len = max(lengths)
+        slots = self._slots
+        rows = [[slots[w] for w in s] + [0] * (seq_len - len(s)) for s in sentences]
+        index = torch.tensor(rows, dtype=torch.long, device=self._matrix.device)
+        return self._matrix[index], torch.tensor(lengths, dtype=torch.long)
+
+    def _add(self, unseen: list[str]) -> None:
+        # The unseen words as one "sentence" through the network's own word encoder.
+        encoded = encode([unseen], self.words, self.chars, self.max_word_chars)
+        encoded = encoded.to(self._matrix.device)
+        vectors = self.network.word_features(encoded.words[0], encoded.casing[0], encoded.chars[0])
+        first = len(self._slots) + 1
+        self._matrix[first : first + len(unseen)] = vectors
+        for offset, word in enumerate(unseen):
+            self._slots[word] = first + offset
