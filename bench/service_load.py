@@ -1,6 +1,7 @@
 """Service throughput and latency under a bounded load, batching on vs off, in one run.
 
     python bench/service_load.py [--requests 3000] [--concurrency 1,16,64] [--seconds 30]
+        [--client wrk|httpx]
 
 Starts `tagserve serve` on a free loopback port twice (TAGSERVE_MAX_BATCH_SIZE=64, then 1),
 sends single-sentence POST /tag requests (CoNLL-2003 test sentences, detokenized) at each
@@ -13,9 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -64,13 +70,58 @@ async def load(url: str, bodies: list[dict], concurrency: int, count: int, secon
     }
 
 
+def load_wrk(url: str, bodies: list[dict], concurrency: int, count: int, seconds: float) -> dict:
+    """The same measurement with wrk (C, two threads): a lighter client than Python's."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as handle:
+        handle.writelines(json.dumps(body) + "\n" for body in bodies)
+    threads = min(2, concurrency)
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{int(seconds)}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(Path(__file__).with_name("wrk_post.lua")),
+        url,
+        "--",
+        handle.name,
+        str(max(count // threads, 1)),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(handle.name)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "requests": r["requests"],
+        "rps": r["requests"] / r["seconds"],
+        "p50": r["p50"],
+        "p95": r["p95"],
+        "p99": r["p99"],
+        "errors": r["non_2xx"] + r["socket_errors"],
+    }
+
+
+def _load_httpx(url: str, bodies: list[dict], concurrency: int, count: int, seconds: float) -> dict:
+    return asyncio.run(load(url, bodies, concurrency, count, seconds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--requests", type=int, default=3000, help="per concurrency level")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--seconds", type=float, default=30.0, help="time limit per level")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="load generator (default: wrk when installed)",
+    )
     args = parser.parse_args()
+    measure = load_wrk if args.client == "wrk" else _load_httpx
     sentences = [e.tokens for e in read_dataset(data_dir(args.data_dir) / "conll2003/test.txt")]
     texts = [detokenize(s)[0] for s in sentences]
     single = [{"text": t} for t in texts]
@@ -78,7 +129,7 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     print(
         f"machine: {os.cpu_count()} cores; server: 1 uvicorn worker, TAGSERVE_TORCH_THREADS=1; "
-        f"client: async httpx in this process"
+        f"client: {args.client} on the same machine"
     )
     print(
         f"{'batching':>9} {'conc':>5} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
@@ -89,7 +140,7 @@ def main() -> None:
         with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch}) as (url, cold_start):
             asyncio.run(load(url, single, 8, 200, 10))  # warm-up
             for concurrency in levels:
-                r = asyncio.run(load(url, single, concurrency, args.requests, args.seconds))
+                r = measure(url, single, concurrency, args.requests, args.seconds)
                 rps[(label, concurrency)] = r["rps"]
                 print(
                     f"{label:>9} {concurrency:>5} {r['requests']:>9} {r['rps']:>8.0f} "
@@ -97,7 +148,7 @@ def main() -> None:
                     f"{r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7}"
                 )
             if label == "on":
-                r = asyncio.run(load(url, multi, 16, 400, args.seconds))
+                r = measure(url, multi, 16, 400, args.seconds)
                 print(
                     f"32-text requests, concurrency 16: {r['rps'] * 32:.0f} sentences/s "
                     f"({r['rps']:.1f} req/s, p99 {r['p99']:.0f} ms, errors {r['errors']})"

@@ -55,6 +55,8 @@ _ATIS = (
 )
 _PATTERNS = {"conll": re.compile(_CONLL, re.VERBOSE), "atis": re.compile(_ATIS, re.VERBOSE)}
 STYLES = tuple(_PATTERNS)
+# Runs of non-separating characters: no token crosses one's edge.
+_CHUNKS = re.compile(f"[^\\s{_INVISIBLE}]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,4 +73,23 @@ def tokenize(text: str, style: str = "conll") -> list[Token]:
     pattern = _PATTERNS.get(style)
     if pattern is None:
         raise ValueError(f"unknown tokenizer style {style!r}: expected one of {', '.join(STYLES)}")
-    return [Token(m.group(), m.start(), m.end()) for m in pattern.finditer(text)]
+    tokens = []
+    for chunk in _CHUNKS.finditer(text):
+        piece = chunk.group()
+        if len(piece) == 1 or piece.isalpha():
+            # One character, or letters only (every rule but ``word`` needs a digit, a period
+            # or an apostrophe): one token. Most words take this path past the big pattern.
+            tokens.append(Token(piece, chunk.start(), chunk.end()))
+            continue
+        # The full pattern from the chunk's start (with the whole text visible to lookarounds).
+        end = chunk.end()
+        for match in pattern.finditer(text, chunk.start()):
+            if match.start() >= end:
+                break
+            tokens.append(Token(match.group(), match.start(), match.end()))
+    return tokens
+
+
+def tokenize_by_pattern(text: str, style: str = "conll") -> list[Token]:
+    """The reference: the full pattern over the whole text (what :func:`tokenize` equals)."""
+    return [Token(m.group(), m.start(), m.end()) for m in _PATTERNS[style].finditer(text)]

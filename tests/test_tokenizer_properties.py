@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.sentences import split_sentences
-from service.tokenizer import tokenize
+from service.tokenizer import STYLES, tokenize, tokenize_by_pattern
 
 ANY_TEXT = st.text(
     alphabet=st.characters(exclude_categories=("Cs",)),
@@ -74,3 +74,10 @@ def test_arbitrary_unicode(text: str) -> None:
 @given(TEXT_LIKE)
 def test_text_like_inputs(text: str) -> None:
     check(text, "conll")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(ANY_TEXT, TEXT_LIKE))
+def test_fast_path_equals_the_full_pattern(text: str) -> None:
+    for style in STYLES:
+        assert tokenize(text, style) == tokenize_by_pattern(text, style)
