@@ -1,6 +1,6 @@
 """Ablation: train the same config with one change per variant and tabulate dev/test F1.
 
-    python bench/ablation.py training/configs/atis.toml --out runs/ablation-atis \
+    python -m bench.ablation training/configs/atis.toml --out runs/ablation-atis \
         --set training.epochs=30 --jobs 2
 
 Each variant is ``tagserve train CONFIG --set <change>`` with the common ``--set`` options

@@ -1,6 +1,6 @@
 """Cold start and memory: seconds from process start to /health 200, and the server's RSS.
 
-python bench/cold_start.py [--runs 3]
+python -m bench.cold_start [--runs 3]
 """
 
 from __future__ import annotations

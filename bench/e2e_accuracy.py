@@ -1,6 +1,6 @@
 """End-to-end NER accuracy: raw text through POST /tag, entities scored by character offsets.
 
-    python bench/e2e_accuracy.py [--data-dir ../shared/data] [--url http://127.0.0.1:8000]
+    python -m bench.e2e_accuracy [--data-dir ../shared/data] [--url http://127.0.0.1:8000]
 
 Each CoNLL-2003 test sentence is detokenized into plain text (bench/detok.py); the gold
 entities become character spans of that text. The texts go through a running service (one

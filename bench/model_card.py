@@ -1,6 +1,6 @@
 """Print a markdown summary of shipped models from their metadata (scores, time, machine).
 
-    python bench/model_card.py ner slots
+    python -m bench.model_card ner slots
 
 The numbers come from the artifact's metadata.json, written by the trainer from the same
 evaluation `tagserve evaluate` runs; tests/test_shipped_models.py checks they reproduce.

@@ -1,6 +1,6 @@
 """Model-level speed: sentences/s and tokens/s of a model at several batch sizes, plus peak RSS.
 
-    python bench/model_throughput.py --model ner --threads 1
+    python -m bench.model_throughput --model ner --threads 1
 
 Reads the CoNLL-2003 test sentences (gold tokens) from --data-dir; prints one table.
 """

@@ -1,6 +1,6 @@
 """Service throughput and latency under a bounded load, batching on vs off, in one run.
 
-    python bench/service_load.py [--requests 3000] [--concurrency 1,16,64] [--seconds 30]
+    python -m bench.service_load [--requests 3000] [--concurrency 1,16,64] [--seconds 30]
         [--client wrk|httpx]
 
 Starts `tagserve serve` on a free loopback port twice (TAGSERVE_MAX_BATCH_SIZE=64, then 1),
@@ -120,7 +120,13 @@ def main() -> None:
         default="wrk" if shutil.which("wrk") else "httpx",
         help="load generator (default: wrk when installed)",
     )
+    parser.add_argument(
+        "--max-wait-ms",
+        default=None,
+        help="TAGSERVE_MAX_WAIT_MS for both runs (default: the service's)",
+    )
     args = parser.parse_args()
+    extra_env = {"TAGSERVE_MAX_WAIT_MS": args.max_wait_ms} if args.max_wait_ms else {}
     measure = load_wrk if args.client == "wrk" else _load_httpx
     sentences = [e.tokens for e in read_dataset(data_dir(args.data_dir) / "conll2003/test.txt")]
     texts = [detokenize(s)[0] for s in sentences]
@@ -129,7 +135,8 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     print(
         f"machine: {os.cpu_count()} cores; server: 1 uvicorn worker, TAGSERVE_TORCH_THREADS=1; "
-        f"client: {args.client} on the same machine"
+        f"client: {args.client} on the same machine; "
+        f"TAGSERVE_MAX_WAIT_MS={args.max_wait_ms or 'default'}"
     )
     print(
         f"{'batching':>9} {'conc':>5} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
@@ -137,7 +144,7 @@ def main() -> None:
     )
     rps: dict[tuple[str, int], float] = {}
     for label, batch in (("on", "64"), ("off", "1")):
-        with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch}) as (url, cold_start):
+        with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch, **extra_env}) as (url, cold_start):
             asyncio.run(load(url, single, 8, 200, 10))  # warm-up
             for concurrency in levels:
                 r = measure(url, single, concurrency, args.requests, args.seconds)

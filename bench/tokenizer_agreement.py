@@ -1,6 +1,6 @@
 """How often does the service's tokenizer reproduce the gold tokens of detokenized sentences?
 
-    python bench/tokenizer_agreement.py [--data-dir ../shared/data]
+    python -m bench.tokenizer_agreement [--data-dir ../shared/data]
 
 For CoNLL-2003 (test, valid, train) each gold sentence is detokenized into plain text
 (bench/detok.py) and re-tokenized; ATIS sentences are joined by spaces. Prints the share
