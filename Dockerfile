@@ -35,8 +35,8 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin tagserve
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    TAGSERVE_MAX_BATCH_SIZE=64 \
-    TAGSERVE_MAX_WAIT_MS=2 \
+    TAGSERVE_MAX_BATCH_SIZE=32 \
+    TAGSERVE_MAX_WAIT_MS=0 \
     TAGSERVE_TORCH_THREADS=1 \
     TAGSERVE_DRAIN_TIMEOUT_S=10
 USER 10001

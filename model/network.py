@@ -144,14 +144,19 @@ class Tagger(nn.Module):
         if bool((lengths == embedded.size(1)).all()):
             # No padding (always so for one sentence): packing would only add overhead.
             encoded, _ = self.rnn(embedded)
-        else:
-            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-            packed_output, _ = self.rnn(packed)
-            # (batch, seq_len, directions * hidden_size)
-            encoded, _ = pad_packed_sequence(
-                packed_output, batch_first=True, total_length=embedded.size(1)
-            )
-        return self.emission(self.dropout(encoded))
+            return self.emission(self.dropout(encoded))
+        # Longest first already (the predictor sorts so): packing needs no reordering copy.
+        longest_first = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(
+            embedded, lengths, batch_first=True, enforce_sorted=longest_first
+        )
+        packed_output, _ = self.rnn(packed)
+        # The output layer on real tokens only, then padding (with zeros) back in.
+        scores = self.emission(self.dropout(packed_output.data))
+        emissions, _ = pad_packed_sequence(
+            packed_output._replace(data=scores), batch_first=True, total_length=embedded.size(1)
+        )
+        return emissions
 
     def loss(self, batch: EncodedBatch, tags: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""

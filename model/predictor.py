@@ -65,7 +65,8 @@ class Predictor:
     def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
         """Tag each sentence; the input lists are not modified."""
         results: list[TaggedSentence | None] = [None] * len(sentences)
-        order = sorted((i for i, s in enumerate(sentences) if s), key=lambda i: len(sentences[i]))
+        # Longest first: batches then pack without a reordering copy.
+        order = sorted((i for i, s in enumerate(sentences) if s), key=lambda i: -len(sentences[i]))
         for i, sentence in enumerate(sentences):
             if not sentence:
                 results[i] = TaggedSentence([], [])

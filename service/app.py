@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from fastapi import FastAPI
@@ -27,6 +29,16 @@ DESCRIPTION = """Sequence labeling over HTTP: named entities (CoNLL-2003) and AT
 Send raw text (a sentence or a whole document) and get every token with its character
 offsets, IOB2 tag and confidence, plus the entity spans. Requests from many clients are
 batched together for the model."""
+
+
+# FastAPI's built-in OpenTelemetry hooks cost tens of microseconds a request even with no
+# provider configured; tagserve exports Prometheus metrics instead. (Older FastAPI versions
+# have no such option.)
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 def create_app(
@@ -52,6 +64,7 @@ def create_app(
             app.state.status = "draining"
             for loaded in app.state.models.values():
                 await loaded.batcher.close(settings.drain_timeout_s)
+                loaded.close_process()
 
     app = FastAPI(
         title="tagserve",
@@ -60,6 +73,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        **_NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.metrics = metrics

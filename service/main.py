@@ -7,6 +7,7 @@ import sys
 import time
 from types import FrameType
 
+import torch
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -50,7 +51,9 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Start serving, or exit with status 1 and one line naming the bad setting or file."""
     try:
         settings = Settings()
-        models = load_models(settings, metrics := Metrics())
+        # Before anything runs a torch op, so no thread pool exists when model processes fork.
+        torch.set_num_threads(settings.torch_threads)
+        models = load_models(settings, metrics := Metrics(), in_processes=settings.model_process)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
@@ -58,7 +61,8 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> None:
     except ArtifactError as error:
         sys.exit(f"tagserve: error: {error}")
     app = create_app(settings, models, metrics)
-    logging.basicConfig(level=settings.log_level.upper())
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(settings.log_level.upper())
     config = uvicorn.Config(
         app,
         host=host,

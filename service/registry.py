@@ -10,6 +10,7 @@ from model.artifact import ArtifactError, ModelBundle, available, load
 from model.predictor import Predictor
 from service.batcher import Batcher
 from service.metrics import Metrics
+from service.model_process import ModelProcess
 from service.settings import Settings
 from service.tagging import ModelProfile
 
@@ -21,6 +22,12 @@ class LoadedModel:
     profile: ModelProfile
     bundle: ModelBundle
     batcher: Batcher
+    process: ModelProcess | None = None
+
+    def close_process(self) -> None:
+        """Stop the model's child process, if it has one (after the batcher has drained)."""
+        if self.process is not None:
+            self.process.close()
 
     def info(self) -> dict[str, Any]:
         """What ``GET /models`` says about it."""
@@ -38,36 +45,43 @@ class LoadedModel:
         }
 
 
-def load_models(settings: Settings, metrics: Metrics) -> dict[str, LoadedModel]:
-    """Load every configured model or raise :class:`ArtifactError` naming the bad file."""
+def load_models(
+    settings: Settings, metrics: Metrics, in_processes: bool = False
+) -> dict[str, LoadedModel]:
+    """Load every configured model or raise :class:`ArtifactError` naming the bad file.
+
+    With ``in_processes`` each model runs in a forked child (:mod:`service.model_process`);
+    only safe before the server has started threads, which is how ``tagserve serve`` calls it.
+    """
     names = settings.models or available(settings.models_dir)
     if not names:
         raise ArtifactError(
             settings.models_dir, "no model artifacts found (each needs a config.json)"
         )
+    # Every artifact is loaded and checked before any child process is started.
+    bundles = {name: load(settings.models_dir / name) for name in names}
+    if settings.default_model not in bundles:
+        raise ArtifactError(
+            settings.models_dir / settings.default_model,
+            f"default model {settings.default_model!r} is not among the loaded ones "
+            f"({', '.join(bundles)})",
+        )
     loaded = {}
-    for name in names:
-        bundle = load(settings.models_dir / name)
+    for name, bundle in bundles.items():
         predictor = Predictor(
             bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
         )
-        batch_histogram = metrics.batch_size.labels(model=name)
+        process = ModelProcess(predictor, name, settings.torch_threads) if in_processes else None
         batcher = Batcher(
-            predictor.predict,
+            process if process is not None else predictor.predict,
             name,
             settings.max_batch_size,
             settings.max_wait_ms,
             settings.max_queue,
-            on_batch=batch_histogram.observe,
+            on_batch=metrics.batch_size.labels(model=name).observe,
         )
         metrics.queue_depth.labels(model=name).set_function(partial(_waiting, batcher))
-        loaded[name] = LoadedModel(ModelProfile.of(name, bundle), bundle, batcher)
-    if settings.default_model not in loaded:
-        raise ArtifactError(
-            settings.models_dir / settings.default_model,
-            f"default model {settings.default_model!r} is not among the loaded ones "
-            f"({', '.join(loaded)})",
-        )
+        loaded[name] = LoadedModel(ModelProfile.of(name, bundle), bundle, batcher, process)
     return loaded
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,9 +23,15 @@ class Settings(BaseSettings):
     )
     default_model: str = Field("ner", description="model used when a request names none")
     max_batch_size: int = Field(
-        64, ge=1, le=4096, description="sentences per model batch; 1 turns batching off"
+        32, ge=1, le=4096, description="sentences per model batch; 1 turns batching off"
     )
-    max_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long a batch waits to fill up")
+    max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="extra wait for a batch to fill; 0 = a batch is whatever queued while the "
+        "model was busy",
+    )
     max_queue: int = Field(4096, ge=1, description="sentences waiting for the model before 503")
     max_text_chars: int = Field(100_000, ge=1, description="characters per text")
     max_texts: int = Field(128, ge=1, description="texts (or token lists) per request")
@@ -33,6 +40,11 @@ class Settings(BaseSettings):
     max_sentence_tokens: int = Field(200, ge=8, description="longer sentences are tagged in pieces")
     torch_threads: int = Field(
         1, ge=1, le=256, description="torch intra-op threads for the model worker"
+    )
+    model_process: bool = Field(
+        True,
+        description="run each model in a child process of `tagserve serve` (its own GIL, so "
+        "model work and HTTP work do not wait on each other); false = a thread",
     )
     cache_words: int = Field(
         50_000,
@@ -53,7 +65,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list; empty = off"
     )
-    log_level: str = Field("info")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
 
     @field_validator("models_dir")
     @classmethod

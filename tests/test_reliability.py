@@ -46,6 +46,14 @@ def server(shipped_models_dir: Path, request: pytest.FixtureRequest) -> Iterator
     live.stop()
 
 
+def child_pids(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return children
+
+
 def batches_run(url: str) -> float:
     """The ner model's batch count, from /metrics."""
     metrics = httpx.get(f"{url}/metrics").text
@@ -146,6 +154,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(server: LiveServer)
     deadline = time.monotonic() + 60
     while batches_run(server.url) == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
+    children = child_pids(server.process.pid)
+    assert len(children) == 2, "one model process per shipped model"
     server.process.send_signal(signal.SIGTERM)
     health = httpx.get(f"{server.url}/health", timeout=5)
     assert (health.status_code, health.json()) == (503, {"status": "draining"})
@@ -157,5 +167,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_cleanly(server: LiveServer)
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert all(len(a.json()["results"]) == 100 for a in answers)
     assert server.process.wait(60) == 0
+    # The model processes are stopped by the server, not left behind.
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/health")

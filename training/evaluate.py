@@ -46,15 +46,16 @@ def evaluate(predictor: Predictor, examples: list[Example]) -> dict[str, Any]:
 
 def format_table(metrics: dict[str, Any]) -> str:
     """A conlleval-style text table."""
-    lines = [f"{'type':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    width = max([24, *(len(name) + 2 for name in metrics["per_type"])])
+    lines = [f"{'type':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, values in sorted(metrics["per_type"].items()):
         lines.append(
-            f"{name:<24}{values['precision']:>10.2f}{values['recall']:>10.2f}"
+            f"{name:<{width}}{values['precision']:>10.2f}{values['recall']:>10.2f}"
             f"{values['f1']:>10.2f}{values['support']:>10d}"
         )
     support = sum(v["support"] for v in metrics["per_type"].values())
     lines.append(
-        f"{'micro':<24}{metrics['precision']:>10.2f}{metrics['recall']:>10.2f}"
+        f"{'micro':<{width}}{metrics['precision']:>10.2f}{metrics['recall']:>10.2f}"
         f"{metrics['f1']:>10.2f}{support:>10d}"
     )
     lines.append(f"{metrics['sentences']} sentences, {metrics['tokens']} tokens")

@@ -1,0 +1,76 @@
+"""Does dynamic int8 quantization of the LSTM and the output layer pay? Test F1 and speed.
+
+    python -m bench.quantization [--model ner] [--data-dir ../shared/data]
+
+Quantizes a copy of the model with ``torch.ao.quantization.quantize_dynamic`` (LSTM and
+Linear, qint8), then prints CoNLL-2003 test F1 and tokens/s at batch sizes 1 and 128 (one
+torch thread, word cache on) for both. The rule: keep int8 only if F1 drops by < 0.2 and
+it is clearly faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from model.artifact import load, resolve
+from model.predictor import Predictor
+from training.config import data_dir
+from training.evaluate import evaluate
+from training.readers import read_dataset
+
+
+def quantized_copy(model: str) -> Predictor:
+    """The model with its LSTM and output layer quantized to int8 (dynamic)."""
+    bundle = load(resolve(model))
+    network = bundle.network
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
+        network.rnn = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(network.rnn), {nn.LSTM, nn.GRU}, dtype=torch.qint8
+        )[0]
+        network.emission = torch.ao.quantization.quantize_dynamic(
+            nn.Sequential(network.emission), {nn.Linear}, dtype=torch.qint8
+        )[0]
+    return Predictor(bundle, batch_size=128, cache_words=50_000)
+
+
+def tokens_per_second(predictor: Predictor, sentences: list[list[str]], batch: int) -> float:
+    """Throughput over the first 1,280 sentences (400 at batch 1), cache already warm."""
+    predictor.batch_size = batch
+    predictor.predict(sentences)
+    chunk = sentences[: 400 if batch == 1 else 1280]
+    started = time.perf_counter()
+    for i in range(0, len(chunk), batch):
+        predictor.predict(chunk[i : i + batch])
+    return sum(map(len, chunk)) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="ner")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    test = read_dataset(data_dir(args.data_dir) / "conll2003/test.txt")
+    sentences = [e.tokens for e in test]
+    print(f"model={args.model} cores={os.cpu_count()} torch_threads=1 torch={torch.__version__}")
+    print(f"{'weights':>8} {'test F1':>8} {'tok/s b=1':>10} {'tok/s b=128':>12}")
+    variants = {
+        "fp32": Predictor(load(resolve(args.model)), batch_size=128, cache_words=50_000),
+        "int8": quantized_copy(args.model),
+    }
+    for name, predictor in variants.items():
+        f1 = evaluate(predictor, test)["f1"]
+        one = tokens_per_second(predictor, sentences, 1)
+        many = tokens_per_second(predictor, sentences, 128)
+        print(f"{name:>8} {f1:>8.2f} {one:>10.0f} {many:>12.0f}")
+
+
+if __name__ == "__main__":
+    main()

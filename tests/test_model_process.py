@@ -1,0 +1,43 @@
+"""The model's child process: same answers as in-process, errors stay per batch, clean exit."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from model.artifact import ModelBundle
+from model.predictor import Predictor
+from service.model_process import ModelProcess, ModelProcessError
+
+SENTENCES = [["Harry", "Potter", "went", "to", "London"], ["x"], ["a", "b", "c"]]
+
+
+def test_child_answers_equal_in_process_answers(tiny_bundle: ModelBundle) -> None:
+    predictor = Predictor(tiny_bundle, batch_size=2)
+    process = ModelProcess(predictor, "tiny", torch_threads=1)
+    try:
+        assert process.pid is not None and process.pid != os.getpid()
+        assert process(SENTENCES) == predictor.predict(SENTENCES)
+    finally:
+        process.close()
+    assert not process._process.is_alive()
+
+
+def test_an_error_fails_one_batch_and_the_child_goes_on(tiny_bundle: ModelBundle) -> None:
+    process = ModelProcess(Predictor(tiny_bundle), "tiny", torch_threads=1)
+    try:
+        with pytest.raises(ModelProcessError, match="model process tiny: TypeError"):
+            process([[1, 2]])  # type: ignore[list-item]
+        assert len(process(SENTENCES)) == 3
+    finally:
+        process.close()
+
+
+def test_a_dead_child_is_reported_not_hung(tiny_bundle: ModelBundle) -> None:
+    process = ModelProcess(Predictor(tiny_bundle), "tiny", torch_threads=1)
+    process._process.kill()
+    process._process.join(5)
+    with pytest.raises(ModelProcessError, match="model process tiny is gone"):
+        process(SENTENCES)
+    process.close()
