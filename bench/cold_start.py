@@ -1,4 +1,7 @@
-"""Cold start and memory: seconds from process start to /health 200, and the server's RSS.
+"""Cold start and memory: seconds from process start to /health 200, and the server's memory.
+
+Memory is the server process plus its model processes (forked children that share the
+parent's pages): RSS summed over them counts shared pages twice, PSS counts them once.
 
 python -m bench.cold_start [--runs 3]
 """
@@ -6,20 +9,35 @@ python -m bench.cold_start [--runs 3]
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 
 import httpx
 
-from bench.server import running_server
+from bench.server import process_tree, running_server, server_pid
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB, from /proc."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
+def memory_mb(pid: int, field: str) -> float:
+    """``Rss`` or ``Pss`` of a process in MB, from /proc/PID/smaps_rollup."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+# What a cold start spends its time on, timed in a fresh interpreter.
+_PARTS = """
+import json, time
+t0 = time.perf_counter(); import torch
+t1 = time.perf_counter(); import fastapi, uvicorn, service.app
+t2 = time.perf_counter(); from model.artifact import load, resolve
+load(resolve("ner")); load(resolve("slots")); t3 = time.perf_counter()
+print(json.dumps({"import torch": t1 - t0, "import fastapi, uvicorn and the app": t2 - t1,
+                  "load both artifacts": t3 - t2}))
+"""
 
 
 def main() -> None:
@@ -35,26 +53,19 @@ def main() -> None:
                     f"{url}/tag", json={"texts": ["Harry Potter visited the U.S. on Monday ."] * 32}
                 )
             names = ", ".join(m["name"] for m in models)
+            pids = process_tree(server_pid(url))
+            rss = sum(memory_mb(p, "Rss") for p in pids)
+            pss = sum(memory_mb(p, "Pss") for p in pids)
             print(
-                f"run {run}: cold start {seconds:.2f} s (models {names}); "
-                f"server RSS after 50 requests {server_rss(url):.0f} MB"
+                f"run {run}: cold start {seconds:.2f} s (models {names}); after 50 requests "
+                f"{len(pids)} processes: RSS {rss:.0f} MB summed, PSS {pss:.0f} MB"
             )
-
-
-def server_rss(url: str) -> float:
-    """RSS of the process listening behind ``url``, found through /proc."""
-    port = url.rsplit(":", 1)[1]
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                command = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if b"serve" in command and port.encode() in command:
-            return rss_mb(int(pid))
-    return float("nan")
+    parts = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", _PARTS], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    print("where the time goes: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
 
 
 if __name__ == "__main__":

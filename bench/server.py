@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
@@ -49,3 +50,35 @@ def running_server(
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def server_pid(url: str) -> int:
+    """The ``tagserve serve`` process behind ``url`` (not its model processes), via /proc."""
+    port = url.rsplit(":", 1)[1].encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent_command = Path(f"/proc/{stat.rsplit(')', 1)[1].split()[1]}/cmdline").read_bytes()
+        except OSError:
+            continue
+        # The model processes are forks with the same command line: skip them.
+        if b"serve" in command and port in command and port not in parent_command:
+            return int(pid)
+    raise RuntimeError(f"no tagserve serve process on port {port.decode()}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its direct children (the server and its model processes)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        children += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    return [pid, *children]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from bench.detok import detokenize
-from bench.server import running_server
+from bench.server import cpu_seconds, process_tree, running_server, server_pid
 from training.config import data_dir
 from training.readers import read_dataset
 
@@ -109,6 +109,18 @@ def load_wrk(url: str, bodies: list[dict], concurrency: int, count: int, seconds
     }
 
 
+def health_rps(url: str, seconds: float) -> float:
+    """Requests/s of ``GET /health`` under wrk -c64: the HTTP stack with no model and no body."""
+    done = subprocess.run(
+        ["wrk", "-t1", "-c64", f"-d{int(seconds)}s", f"{url}/health"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in done.stdout.splitlines() if line.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
 def _load_httpx(url: str, bodies: list[dict], concurrency: int, count: int, seconds: float) -> dict:
     return asyncio.run(load(url, bodies, concurrency, count, seconds))
 
@@ -149,20 +161,30 @@ def main() -> None:
     )
     print(
         f"{'batching':>9} {'conc':>5} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>7}"
+        f"{'p99 ms':>8} {'errors':>7}   (CPU: share of one core during the run)"
     )
     rps: dict[tuple[str, int], float] = {}
     for label, batch in (("on", str(args.max_batch_size)), ("off", "1")):
         with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch, **extra_env}) as (url, cold_start):
             asyncio.run(load(url, single, 8, 200, 10))  # warm-up
+            pids = process_tree(server_pid(url))
             for concurrency in levels:
+                cpu_before = [cpu_seconds(p) for p in pids]
                 r = measure(url, single, concurrency, args.requests, args.seconds)
+                busy = [
+                    100 * (cpu_seconds(p) - before) / args.seconds
+                    for p, before in zip(pids, cpu_before, strict=True)
+                ]
                 rps[(label, concurrency)] = r["rps"]
                 print(
                     f"{label:>9} {concurrency:>5} {r['requests']:>9} {r['rps']:>8.0f} "
-                    f"{r['p50']:>8.1f} "
-                    f"{r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7}"
+                    f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7}   "
+                    f"CPU: server {busy[0]:.0f}%, model processes "
+                    f"{' + '.join(f'{b:.0f}%' for b in busy[1:]) or 'none'}"
                 )
+            if label == "on" and args.client == "wrk":
+                baseline = health_rps(url, args.seconds)
+                print(f"framework baseline, GET /health at c=64: {baseline:.0f} req/s")
             if label == "on":
                 r = measure(url, multi, 16, args.requests, args.seconds)
                 print(
