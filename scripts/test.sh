@@ -18,6 +18,10 @@ section "mypy"
 mypy
 section "import contracts"
 lint-imports
+section "container files: hadolint, docker compose config (default and scaled profiles)"
+hadolint Dockerfile
+docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml --profile scaled config -q
 
 section "pytest"
 set +e

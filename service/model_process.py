@@ -48,6 +48,11 @@ class ModelProcess:
         self._lock = threading.Lock()
 
     @property
+    def alive(self) -> bool:
+        """Whether the child is still running."""
+        return self._process.is_alive()
+
+    @property
     def pid(self) -> int | None:
         """The child's process id."""
         return self._process.pid

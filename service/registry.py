@@ -24,6 +24,10 @@ class LoadedModel:
     batcher: Batcher
     process: ModelProcess | None = None
 
+    def process_alive(self) -> bool:
+        """False when the model's child process has died (true for in-thread models)."""
+        return self.process is None or self.process.alive
+
     def close_process(self) -> None:
         """Stop the model's child process, if it has one (after the batcher has drained)."""
         if self.process is not None:

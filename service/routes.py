@@ -139,12 +139,19 @@ async def list_models(models: Models, settings: AppSettings) -> dict[str, Any]:
 @router.get(
     "/health",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "starting or draining"}},
+    responses={
+        503: {"model": HealthResponse, "description": "starting, draining or a model is down"}
+    },
     summary="Readiness",
 )
 async def health(request: Request) -> JSONResponse:
-    """200 once the models are loaded; 503 before that and while draining for shutdown."""
+    """200 once the models are loaded; 503 before that, while draining for shutdown, and
+    when a model's process has died (so an orchestrator restarts the container)."""
     status = request.app.state.status
+    if status == "ok":
+        down = [name for name, m in request.app.state.models.items() if not m.process_alive()]
+        if down:
+            status = f"model process down: {', '.join(down)}"
     return JSONResponse({"status": status}, status_code=200 if status == "ok" else 503)
 
 

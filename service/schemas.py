@@ -160,7 +160,7 @@ class ModelsResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description="`ok`, `starting` or `draining`")
+    status: str = Field(description="`ok`, `starting`, `draining` or `model process down: NAME`")
 
 
 class ErrorResponse(BaseModel):

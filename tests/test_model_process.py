@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from model.artifact import ModelBundle
 from model.predictor import Predictor
+from service.app import create_app
+from service.metrics import Metrics
 from service.model_process import ModelProcess, ModelProcessError
+from service.registry import load_models
+from service.settings import Settings
 
 SENTENCES = [["Harry", "Potter", "went", "to", "London"], ["x"], ["a", "b", "c"]]
 
@@ -41,3 +47,24 @@ def test_a_dead_child_is_reported_not_hung(tiny_bundle: ModelBundle) -> None:
     with pytest.raises(ModelProcessError, match="model process tiny is gone"):
         process(SENTENCES)
     process.close()
+
+
+def test_health_turns_503_when_a_model_process_dies(tiny_artifact: Path) -> None:
+    settings = Settings(models_dir=tiny_artifact.parent, default_model="tiny")
+    metrics = Metrics()
+    models = load_models(settings, metrics, in_processes=True)
+    with TestClient(create_app(settings, models, metrics)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.post("/tag", json={"text": "Harry Potter"}).status_code == 200
+        process = models["tiny"].process
+        assert process is not None
+        process._process.kill()
+        process._process.join(5)
+        health = client.get("/health")
+        assert (health.status_code, health.json()) == (
+            503,
+            {"status": "model process down: tiny"},
+        )
+        failed = client.post("/tag", json={"text": "Harry Potter"})
+        assert failed.status_code == 500
+        assert failed.json() == {"detail": "model tiny failed: ModelProcessError"}
