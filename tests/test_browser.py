@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +17,8 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
-import uvicorn
 
-from service.app import create_app
-from service.settings import Settings
+from tests.live_server import start_server
 
 try:
     from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
@@ -44,7 +39,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 MAX_TEXT_CHARS = 300
-STARTUP_TIMEOUT_S = 30.0
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 HARRY = "Harry Potter and Hermione Granger invented a new spell"
 INJECTION = "<img src=x onerror=alert(1)>"
@@ -60,32 +54,12 @@ def _require(available: bool, reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def base_url(shipped_models_dir: Path) -> Iterator[str]:
-    """The real app with the shipped models, served by uvicorn on a free loopback port."""
-    settings = Settings(models_dir=shipped_models_dir, max_text_chars=MAX_TEXT_CHARS)
-    config = uvicorn.Config(
-        create_app(settings), log_level="warning", lifespan="on", ws="none", access_log=False
-    )
-    server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("uvicorn exited during start-up")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail(f"uvicorn did not start within {STARTUP_TIMEOUT_S:.0f} s")
-        time.sleep(0.05)
+    """A real ``tagserve serve`` with the shipped models on a free loopback port."""
+    server = start_server(shipped_models_dir, max_text_chars=str(MAX_TEXT_CHARS))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
