@@ -7,6 +7,7 @@ extra installed and ``tagserve train`` never loads the web stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -49,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
 
     tag = commands.add_parser("tag", help="tag raw text lines, write JSON lines")
-    tag.add_argument("input", nargs="?", type=Path, default=None, help="text file (default: stdin)")
+    tag.add_argument(
+        "input", nargs="?", default="-", help="text file, one text per line (default or -: stdin)"
+    )
     tag.add_argument("--model", default="ner", help="shipped model name or artifact directory")
     tag.add_argument("--output", type=Path, default=None, help="JSON lines file (default: stdout)")
-    tag.add_argument("--batch-size", type=int, default=64)
+    tag.add_argument("--batch-size", type=int, default=64, help="lines tagged together")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -126,15 +129,26 @@ def _serve(args: argparse.Namespace) -> int:
 def _tag(args: argparse.Namespace) -> int:
     from service.offline import tag_lines
 
-    source = args.input.open(encoding="utf-8") if args.input else sys.stdin
-    sink = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        return tag_lines(source, sink, args.model, args.batch_size)
-    finally:
-        if args.input:
-            source.close()
-        if args.output:
-            sink.close()
+    if args.batch_size < 1:
+        return _fail(f"--batch-size must be at least 1, got {args.batch_size}")
+    with contextlib.ExitStack() as files:
+        try:
+            source = (
+                sys.stdin
+                if args.input == "-"
+                else files.enter_context(open(args.input, encoding="utf-8"))
+            )
+            sink = (
+                files.enter_context(args.output.open("w", encoding="utf-8"))
+                if args.output
+                else sys.stdout
+            )
+        except OSError as error:
+            return _fail(f"cannot open {error.filename}: {error.strerror}")
+        try:
+            return tag_lines(source, sink, args.model, args.batch_size)
+        except UnicodeDecodeError as error:
+            return _fail(f"{args.input}: not UTF-8 text ({error.reason} at byte {error.start})")
 
 
 if __name__ == "__main__":
