@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="0-65535 (default 8000)")
 
     tag = commands.add_parser("tag", help="tag raw text lines, write JSON lines")
     tag.add_argument(
@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         return 130
+
+
+def _port(value: str) -> int:
+    """A TCP port number, checked before anything is loaded."""
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value!r}")
+    return int(value)
 
 
 def _fail(message: str) -> int:

@@ -67,3 +67,16 @@ def test_serve_exits_with_one_line(tiny_artifact: Path, corrupt) -> None:  # typ
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_rejects_a_bad_port_before_loading_anything() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tagserve", "serve", "--port", "99999"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "argument --port: expected a port number 0-65535, got '99999'" in done.stderr
+    assert "Traceback" not in done.stderr
