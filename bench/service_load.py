@@ -39,7 +39,11 @@ async def load(url: str, bodies: list[dict], concurrency: int, count: int, secon
     errors = 0
     next_index = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections expire on the client well before uvicorn closes them (5 s): reusing one
+    # the server is closing at that moment would be a client-side race, not a server failure.
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=1.0
+    )
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
         async def worker() -> None:

@@ -98,7 +98,11 @@ def test_a_document_near_the_size_limit_is_answered_in_order(server: LiveServer)
 
 async def burst(url: str, texts: list[str], requests: int, concurrency: int) -> list[Any]:
     """Fire ``requests`` single-sentence POSTs, ``concurrency`` at a time; bounded in time."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections expire on the client well before uvicorn closes them (5 s): reusing one
+    # the server is closing at that moment would be a client-side race, not a server failure.
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=1.0
+    )
     semaphore = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 
