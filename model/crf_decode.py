@@ -83,7 +83,8 @@ def marginals(
     start_p = np.exp(start - start.max())
     end_p = np.exp(end - end.max())
     # (batch, seq_len, num_tags), rows longest first
-    emit_p = np.exp(emissions[order] - emissions[order].max(axis=2, keepdims=True))
+    ordered = emissions[order]
+    emit_p = np.exp(ordered - ordered.max(axis=2, keepdims=True))
     alphas = np.zeros((batch, seq_len, num_tags))
     betas = np.zeros((batch, seq_len, num_tags))
     alpha = start_p[None, :] * emit_p[:, 0]

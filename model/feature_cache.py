@@ -36,9 +36,10 @@ class WordFeatureCache:
         self.chars = chars
         self.max_word_chars = max_word_chars
         self.capacity = capacity
-        device = next(network.parameters()).device
-        # Row 0 stays zero: it is what padding positions gather.
-        self._matrix = torch.zeros(capacity + 1, network.input_dim, device=device)
+        self.device = next(network.parameters()).device
+        # Allocated on first use: `tagserve serve` builds predictors in a parent process that
+        # never tags (its forked model processes do), so the parent should not hold one.
+        self._matrix: torch.Tensor | None = None
         self._slots: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -53,22 +54,31 @@ class WordFeatureCache:
         if len(unseen) > self.capacity:
             # More distinct words than the cache holds: compute this batch without it.
             encoded = encode(sentences, self.words, self.chars, self.max_word_chars)
-            return self.network.features(encoded.to(self._matrix.device)), encoded.lengths
+            return self.network.features(encoded.to(self.device)), encoded.lengths
+        matrix = self._storage()
         if unseen:
-            self._add(unseen)
+            self._add(matrix, unseen)
         lengths = [len(s) for s in sentences]
         seq_len = max(lengths)
         slots = self._slots
         rows = [[slots[w] for w in s] + [0] * (seq_len - len(s)) for s in sentences]
-        index = torch.tensor(rows, dtype=torch.long, device=self._matrix.device)
-        return self._matrix[index], torch.tensor(lengths, dtype=torch.long)
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        return matrix[index], torch.tensor(lengths, dtype=torch.long)
 
-    def _add(self, unseen: list[str]) -> None:
+    def _storage(self) -> torch.Tensor:
+        if self._matrix is None:
+            # Row 0 stays zero: it is what padding positions gather.
+            self._matrix = torch.zeros(
+                self.capacity + 1, self.network.input_dim, device=self.device
+            )
+        return self._matrix
+
+    def _add(self, matrix: torch.Tensor, unseen: list[str]) -> None:
         # The unseen words as one "sentence" through the network's own word encoder.
         encoded = encode([unseen], self.words, self.chars, self.max_word_chars)
-        encoded = encoded.to(self._matrix.device)
+        encoded = encoded.to(self.device)
         vectors = self.network.word_features(encoded.words[0], encoded.casing[0], encoded.chars[0])
         first = len(self._slots) + 1
-        self._matrix[first : first + len(unseen)] = vectors
+        matrix[first : first + len(unseen)] = vectors
         for offset, word in enumerate(unseen):
             self._slots[word] = first + offset
