@@ -3,10 +3,12 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder
-# Which torch to install, and from where. The default is the CPU build from PyTorch's index;
-# a wheel file copied into docker/wheels/ can be used instead:
+# Everything is installed from the lock (requirements/): torch from requirements/torch.txt
+# (the CPU build from PyTorch's index by default), the rest from requirements/serve.txt with
+# hashes checked, then the project with no dependencies. A wheel file copied into
+# docker/wheels/ can stand in for torch (what the smoke test does):
 #   --build-arg TORCH_SPEC=/tmp/wheels/torch-2.13.0+cpu-....whl --build-arg TORCH_PIP_ARGS=
-ARG TORCH_SPEC="torch==2.13.0"
+ARG TORCH_SPEC="-r /tmp/requirements/torch.txt"
 ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 # Extra pip options for every install (e.g. --cert for a proxy's CA, or an index mirror).
 ARG PIP_ARGS=""
@@ -16,8 +18,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY docker/wheels/ /tmp/wheels/
+COPY requirements/ /tmp/requirements/
 # hadolint ignore=DL3013
-RUN pip install ${PIP_ARGS} ${TORCH_PIP_ARGS} "${TORCH_SPEC}" && rm -rf /tmp/wheels
+RUN pip install ${PIP_ARGS} ${TORCH_PIP_ARGS} --no-deps ${TORCH_SPEC} \
+    && pip install ${PIP_ARGS} --no-deps --require-hashes -r /tmp/requirements/serve.txt \
+    && rm -rf /tmp/wheels
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY model ./model
@@ -25,7 +30,8 @@ COPY training ./training
 COPY service ./service
 COPY tagserve ./tagserve
 # hadolint ignore=DL3013
-RUN pip install ${PIP_ARGS} . \
+RUN pip install ${PIP_ARGS} --no-deps --no-build-isolation . \
+    && pip check \
     && python -c "from model.artifact import available; assert available() == ['ner', 'slots'], available()"
 
 FROM ${PYTHON_IMAGE}

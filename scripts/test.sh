@@ -7,9 +7,8 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 section() { echo; echo "== [$(( $(date +%s) - started ))s] $*"; }
 
-section "installing (torch CPU pin first, then the project with its dev extra)"
-python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e '.[dev]'
+section "installing the locked dev set (requirements/dev.txt) into $(python3 -c 'import sys; print(sys.prefix)')"
+bash scripts/install.sh dev --editable
 
 section "ruff"
 ruff check .

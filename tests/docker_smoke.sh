@@ -72,10 +72,12 @@ else
 fi
 
 phase "building the image from the real Dockerfile (local CPU torch wheel)"
-wheel=$(ls /opt/wheels/torch-2.13.0*.whl 2>/dev/null | head -1 || true)
+# The torch version comes from the lock's one pin; the wheel is the local CPU build when present.
+torch_version=$(sed -n 's/^torch==\([^ ;]*\).*/\1/p' requirements/torch.txt)
+wheel=$(ls /opt/wheels/torch-"$torch_version"*.whl 2>/dev/null | head -1 || true)
 if [ -z "$wheel" ]; then
-  python3 -m pip download -q --no-deps -d "$WORK/wheels" torch==2.13.0
-  wheel=$(ls "$WORK"/wheels/torch-2.13.0*.whl | head -1)
+  python3 -m pip download -q --no-deps -d "$WORK/wheels" -r requirements/torch.txt
+  wheel=$(ls "$WORK"/wheels/torch-"$torch_version"*.whl | head -1)
 fi
 cp "$wheel" docker/wheels/
 export TORCH_SPEC="/tmp/wheels/$(basename "$wheel")" TORCH_PIP_ARGS="" TAGSERVE_PORT="$PORT"
