@@ -25,14 +25,17 @@ RUN pip install ${PIP_ARGS} ${TORCH_PIP_ARGS} --no-deps ${TORCH_SPEC} \
     && rm -rf /tmp/wheels
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The layer folders, and tagserve/ whose links (tagserve/model -> ../model, ...) join them into
+# the one installed package.
 COPY model ./model
+COPY text ./text
 COPY training ./training
 COPY service ./service
 COPY tagserve ./tagserve
 # hadolint ignore=DL3013
 RUN pip install ${PIP_ARGS} --no-deps --no-build-isolation . \
     && pip check \
-    && python -c "from model.artifact import available; assert available() == ['ner', 'slots'], available()"
+    && python -c "from tagserve.model.artifact import available; assert available() == ['ner', 'slots'], available()"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="tagserve" \

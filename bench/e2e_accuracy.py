@@ -19,9 +19,9 @@ import httpx
 
 from bench.detok import detokenize
 from bench.server import running_server
-from model.schemes import spans_from_tags
-from training.config import data_dir
-from training.readers import read_dataset
+from tagserve.model.schemes import spans_from_tags
+from tagserve.training.config import data_dir
+from tagserve.training.readers import read_dataset
 
 
 def main() -> None:

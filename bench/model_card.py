@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from model.artifact import load, resolve
+from tagserve.model.artifact import load, resolve
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from model.artifact import load, resolve
-from model.predictor import Predictor
-from training.config import data_dir
-from training.readers import read_dataset
+from tagserve.model.artifact import load, resolve
+from tagserve.model.predictor import Predictor
+from tagserve.training.config import data_dir
+from tagserve.training.readers import read_dataset
 
 
 def gemm_rate(rows: int, inner: int, outer: int, repeats: int = 300) -> float:

@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from model.artifact import load, resolve
-from model.predictor import Predictor
-from training.config import data_dir
-from training.readers import read_dataset
+from tagserve.model.artifact import load, resolve
+from tagserve.model.predictor import Predictor
+from tagserve.training.config import data_dir
+from tagserve.training.readers import read_dataset
 
 
 def peak_rss_mb() -> float:

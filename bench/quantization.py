@@ -18,11 +18,11 @@ import warnings
 import torch
 from torch import nn
 
-from model.artifact import load, resolve
-from model.predictor import Predictor
-from training.config import data_dir
-from training.evaluate import evaluate
-from training.readers import read_dataset
+from tagserve.model.artifact import load, resolve
+from tagserve.model.predictor import Predictor
+from tagserve.training.config import data_dir
+from tagserve.training.evaluate import evaluate
+from tagserve.training.readers import read_dataset
 
 
 def quantized_copy(model: str) -> Predictor:

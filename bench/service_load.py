@@ -29,8 +29,8 @@ import httpx
 
 from bench.detok import detokenize
 from bench.server import cpu_seconds, process_tree, running_server, server_pid
-from training.config import data_dir
-from training.readers import read_dataset
+from tagserve.training.config import data_dir
+from tagserve.training.readers import read_dataset
 
 
 async def load(url: str, bodies: list[dict], concurrency: int, count: int, seconds: float) -> dict:

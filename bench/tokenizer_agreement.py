@@ -13,9 +13,9 @@ import argparse
 import time
 
 from bench.detok import detokenize
-from service.tokenizer import tokenize
-from training.config import data_dir
-from training.readers import read_dataset
+from tagserve.text.tokenizer import tokenize
+from tagserve.training.config import data_dir
+from tagserve.training.readers import read_dataset
 
 
 def main() -> None:

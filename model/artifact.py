@@ -16,10 +16,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.config import TaggerConfig
-from model.network import Tagger
-from model.schemes import allowed_transitions, check_scheme, split_tag
-from model.vocab import LabelSet, Vocabulary
+from tagserve.model.config import TaggerConfig
+from tagserve.model.network import Tagger
+from tagserve.model.schemes import allowed_transitions, check_scheme, split_tag
+from tagserve.model.vocab import LabelSet, Vocabulary
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"

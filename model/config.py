@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from model.schemes import Scheme, check_scheme
+from tagserve.model.schemes import Scheme, check_scheme
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model import crf_decode
+from tagserve.model import crf_decode
 
 _FORBIDDEN = -10000.0
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.vocab import Vocabulary, casing_class
+from tagserve.model.vocab import Vocabulary, casing_class
 
 
 @dataclass

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from model.encoding import encode
-from model.network import Tagger
-from model.vocab import Vocabulary
+from tagserve.model.encoding import encode
+from tagserve.model.network import Tagger
+from tagserve.model.vocab import Vocabulary
 
 
 class WordFeatureCache:

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from model.config import TaggerConfig
-from model.crf import CRF
-from model.encoding import EncodedBatch
+from tagserve.model.config import TaggerConfig
+from tagserve.model.crf import CRF
+from tagserve.model.encoding import EncodedBatch
 
 
 class CharCNN(nn.Module):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from model.artifact import ModelBundle, load
-from model.encoding import encode
-from model.feature_cache import WordFeatureCache
-from model.schemes import Span, spans_from_tags
+from tagserve.model.artifact import ModelBundle, load
+from tagserve.model.encoding import encode
+from tagserve.model.feature_cache import WordFeatureCache
+from tagserve.model.schemes import Span, spans_from_tags
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from service import errors
-from service.metrics import Metrics
-from service.middleware import BodyLimit, RequestMetrics
-from service.registry import LoadedModel, load_models
-from service.routes import router
-from service.settings import Settings, get_settings
+from tagserve.service import errors
+from tagserve.service.metrics import Metrics
+from tagserve.service.middleware import BodyLimit, RequestMetrics
+from tagserve.service.registry import LoadedModel, load_models
+from tagserve.service.routes import router
+from tagserve.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"

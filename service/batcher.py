@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from model.predictor import TaggedSentence
+from tagserve.model.predictor import TaggedSentence
 
 log = logging.getLogger(__name__)
 Predict = Callable[[list[list[str]]], list[TaggedSentence]]

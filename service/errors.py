@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.batcher import ModelFailure, Overloaded, ShuttingDown
+from tagserve.service.batcher import ModelFailure, Overloaded, ShuttingDown
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from model.artifact import ArtifactError
-from service.app import create_app
-from service.metrics import Metrics
-from service.registry import load_models
-from service.settings import Settings
+from tagserve.model.artifact import ArtifactError
+from tagserve.service.app import create_app
+from tagserve.service.metrics import Metrics
+from tagserve.service.registry import load_models
+from tagserve.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

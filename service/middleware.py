@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import Metrics
+from tagserve.service.metrics import Metrics
 
 KNOWN_ROUTES = {"/tag", "/models", "/health", "/metrics", "/docs", "/openapi.json", "/"}
 

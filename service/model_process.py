@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import torch
 
-from model.predictor import Predictor, TaggedSentence
+from tagserve.model.predictor import Predictor, TaggedSentence
 
 
 class ModelProcessError(RuntimeError):

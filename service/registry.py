@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from model.artifact import ArtifactError, ModelBundle, available, load
-from model.predictor import Predictor
-from service.batcher import Batcher
-from service.metrics import Metrics
-from service.model_process import ModelProcess
-from service.settings import Settings
-from service.tagging import ModelProfile
+from tagserve.model.artifact import ArtifactError, ModelBundle, available, load
+from tagserve.model.predictor import Predictor
+from tagserve.service.batcher import Batcher
+from tagserve.service.metrics import Metrics
+from tagserve.service.model_process import ModelProcess
+from tagserve.service.settings import Settings
+from tagserve.text.pipeline import ModelProfile
 
 
 @dataclass

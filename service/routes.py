@@ -10,11 +10,17 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.errors import LimitExceeded, UnknownModel
-from service.registry import LoadedModel
-from service.schemas import ErrorResponse, HealthResponse, ModelsResponse, TagRequest, TagResponse
-from service.settings import Settings
-from service.tagging import TextPlan, plan_text, plan_tokens, tag_plans
+from tagserve.service.errors import LimitExceeded, UnknownModel
+from tagserve.service.registry import LoadedModel
+from tagserve.service.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ModelsResponse,
+    TagRequest,
+    TagResponse,
+)
+from tagserve.service.settings import Settings
+from tagserve.text.pipeline import TextPlan, plan_text, plan_tokens, tag_plans
 
 router = APIRouter()
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.artifact import SHIPPED_MODELS_DIR
+from tagserve.model.artifact import SHIPPED_MODELS_DIR
 
 
 class Settings(BaseSettings):

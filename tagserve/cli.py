@@ -83,9 +83,9 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from training.config import load_config
-    from training.readers import DataError
-    from training.trainer import train
+    from tagserve.training.config import load_config
+    from tagserve.training.readers import DataError
+    from tagserve.training.trainer import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,10 +109,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from model.artifact import ArtifactError, resolve
-    from model.predictor import Predictor
-    from training.evaluate import evaluate, format_table
-    from training.readers import DataError, read_dataset
+    from tagserve.model.artifact import ArtifactError, resolve
+    from tagserve.model.predictor import Predictor
+    from tagserve.training.evaluate import evaluate, format_table
+    from tagserve.training.readers import DataError, read_dataset
 
     try:
         predictor = Predictor.from_path(resolve(args.model))
@@ -127,14 +127,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.main import run
+    from tagserve.service.main import run
 
     run(host=args.host, port=args.port)
     return 0
 
 
 def _tag(args: argparse.Namespace) -> int:
-    from service.offline import tag_lines
+    from tagserve.text.offline import tag_lines
 
     if args.batch_size < 1:
         return _fail(f"--batch-size must be at least 1, got {args.batch_size}")

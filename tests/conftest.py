@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.artifact import SHIPPED_MODELS_DIR, ModelBundle, build_network, save
-from model.config import TaggerConfig
-from model.schemes import labels_for
-from model.vocab import LabelSet, Vocabulary
+from tagserve.model.artifact import SHIPPED_MODELS_DIR, ModelBundle, build_network, save
+from tagserve.model.config import TaggerConfig
+from tagserve.model.schemes import labels_for
+from tagserve.model.vocab import LabelSet, Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTITY_TYPES = ["LOC", "MISC", "ORG", "PER"]

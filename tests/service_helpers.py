@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.app import create_app
-from service.settings import Settings
+from tagserve.service.app import create_app
+from tagserve.service.settings import Settings
 
 
 def tiny_app(models_dir: Path, **overrides: Any) -> FastAPI:

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from model.predictor import TaggedSentence
-from service.batcher import Batcher, ModelFailure, Overloaded
+from tagserve.model.predictor import TaggedSentence
+from tagserve.service.batcher import Batcher, ModelFailure, Overloaded
 from tests.service_helpers import tiny_app
 
 

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from model.crf import CRF
-from model.schemes import allowed_transitions, first_violation, labels_for
+from tagserve.model.crf import CRF
+from tagserve.model.schemes import allowed_transitions, first_violation, labels_for
 
 
 def path_score(crf: CRF, emissions: torch.Tensor, path: tuple[int, ...]) -> torch.Tensor:

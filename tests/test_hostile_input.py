@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.artifact import save
+from tagserve.model.artifact import save
 from tests.conftest import make_bundle
 from tests.service_helpers import tiny_app
 from tests.test_service_api import check_offsets

@@ -96,4 +96,3 @@ def test_torch_pin_is_inside_the_declared_range() -> None:
     pin = _torch_pin()
     (version,) = [s.version for s in pin.specifier if s.operator == "=="]
     assert _declared([])["torch"].specifier.contains(version)
-

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from model.artifact import ModelBundle
-from model.predictor import Predictor
-from service.app import create_app
-from service.metrics import Metrics
-from service.model_process import ModelProcess, ModelProcessError
-from service.registry import load_models
-from service.settings import Settings
+from tagserve.model.artifact import ModelBundle
+from tagserve.model.predictor import Predictor
+from tagserve.service.app import create_app
+from tagserve.service.metrics import Metrics
+from tagserve.service.model_process import ModelProcess, ModelProcessError
+from tagserve.service.registry import load_models
+from tagserve.service.settings import Settings
 
 SENTENCES = [["Harry", "Potter", "went", "to", "London"], ["x"], ["a", "b", "c"]]
 

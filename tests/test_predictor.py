@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.artifact import ArtifactError, ModelBundle, load, save
-from model.predictor import Predictor
+from tagserve.model.artifact import ArtifactError, ModelBundle, load, save
+from tagserve.model.predictor import Predictor
 from tests.conftest import make_bundle
 
 SENTENCES = [

@@ -17,7 +17,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from model.artifact import save
+from tagserve.model.artifact import save
 from tests.conftest import make_bundle
 from tests.live_server import LiveServer, start_server
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from model.schemes import (
+from tagserve.model.schemes import (
     Span,
     allowed_transitions,
     bio_to_bioes,

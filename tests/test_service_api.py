@@ -71,9 +71,9 @@ def test_pretokenized_offsets_refer_to_joined_tokens(tiny_artifact: Path) -> Non
 
 def test_http_answers_equal_offline_answers(tiny_artifact: Path) -> None:
     """The same text tagged alone through the predictor gets the same tags through HTTP."""
-    from model.artifact import load
-    from model.predictor import Predictor
-    from model.schemes import convert
+    from tagserve.model.artifact import load
+    from tagserve.model.predictor import Predictor
+    from tagserve.model.schemes import convert
 
     words = ["Harry", "Potter", "and", "Hermione", "Granger"]
     expected = Predictor(load(tiny_artifact)).predict([words])[0]

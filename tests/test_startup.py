@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from model.artifact import ArtifactError
+from tagserve.model.artifact import ArtifactError
 from tests.service_helpers import tiny_app
 
 ROOT = Path(__file__).resolve().parent.parent

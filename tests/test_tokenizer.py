@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.sentences import split_sentences
-from service.tokenizer import tokenize
+from tagserve.text.sentences import split_sentences
+from tagserve.text.tokenizer import tokenize
 
 CASES = [
     (

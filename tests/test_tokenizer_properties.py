@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.sentences import split_sentences
-from service.tokenizer import STYLES, tokenize, tokenize_by_pattern
+from tagserve.text.sentences import split_sentences
+from tagserve.text.tokenizer import STYLES, tokenize, tokenize_by_pattern
 
 ANY_TEXT = st.text(
     alphabet=st.characters(exclude_categories=("Cs",)),

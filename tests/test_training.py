@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from model.artifact import load
-from model.predictor import Predictor
 from tagserve.cli import main
-from training.config import load_config
-from training.evaluate import evaluate, score
-from training.readers import DataError, read_conll, read_dataset, read_seq_folder
+from tagserve.model.artifact import load
+from tagserve.model.predictor import Predictor
+from tagserve.training.config import load_config
+from tagserve.training.evaluate import evaluate, score
+from tagserve.training.readers import DataError, read_conll, read_dataset, read_seq_folder
 
 PEOPLE = ["Alice Smith", "Bob Jones", "Carla Diaz", "Dmitri Ivanov", "Emma Brown"]
 PLACES = ["Paris", "New York", "Lagos", "Tokyo", "Lima"]
@@ -83,7 +83,7 @@ def test_trainer_overfits_twenty_sentences(
     predictor = Predictor(load(tmp_path / "toy"))
     predicted = predictor.predict([[w for w, _ in s] for s in sentences])
     gold = [[t for _, t in s] for s in sentences]
-    from model.schemes import bioes_to_bio
+    from tagserve.model.schemes import bioes_to_bio
 
     assert [bioes_to_bio(p.tags) for p in predicted] == gold
     metadata = json.loads((tmp_path / "toy" / "metadata.json").read_text())

@@ -6,9 +6,9 @@ from typing import Any
 
 from seqeval.metrics import classification_report
 
-from model.predictor import Predictor
-from model.schemes import Scheme, convert
-from training.readers import Example
+from tagserve.model.predictor import Predictor
+from tagserve.model.schemes import Scheme, convert
+from tagserve.training.readers import Example
 
 
 def score(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from model.schemes import Scheme, first_violation, split_tag
+from tagserve.model.schemes import Scheme, first_violation, split_tag
 
 DataFormat = Literal["conll", "bio", "auto"]
 

@@ -19,17 +19,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.artifact import ModelBundle, build_network, save
-from model.config import TaggerConfig
-from model.encoding import encode
-from model.network import Tagger
-from model.predictor import Predictor
-from model.schemes import Scheme, convert, entity_types, labels_for
-from model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
-from training.config import TrainConfig, data_dir
-from training.evaluate import evaluate
-from training.glove import load_glove
-from training.readers import Example, read_dataset
+from tagserve.model.artifact import ModelBundle, build_network, save
+from tagserve.model.config import TaggerConfig
+from tagserve.model.encoding import encode
+from tagserve.model.network import Tagger
+from tagserve.model.predictor import Predictor
+from tagserve.model.schemes import Scheme, convert, entity_types, labels_for
+from tagserve.model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
+from tagserve.training.config import TrainConfig, data_dir
+from tagserve.training.evaluate import evaluate
+from tagserve.training.glove import load_glove
+from tagserve.training.readers import Example, read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def train(
         if opt.max_minutes and (time.monotonic() - started) / 60 > opt.max_minutes:
             print(json.dumps({"time_limit": epoch, "best_epoch": best_epoch}), flush=True)
             break
-    from model.artifact import load
+    from tagserve.model.artifact import load
 
     best = load(output, device)
     result: dict[str, Any] = {

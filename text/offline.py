@@ -9,9 +9,9 @@ from typing import TextIO
 
 import orjson
 
-from model.artifact import ArtifactError, load, resolve
-from model.predictor import Predictor, TaggedSentence
-from service.tagging import ModelProfile, plan_text, tag_plans
+from tagserve.model.artifact import ArtifactError, load, resolve
+from tagserve.model.predictor import Predictor, TaggedSentence
+from tagserve.text.pipeline import ModelProfile, plan_text, tag_plans
 
 MAX_SENTENCE_TOKENS = 200
 

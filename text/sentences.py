@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from service.tokenizer import Token
+from tagserve.text.tokenizer import Token
 
 _FINAL = frozenset({".", "!", "?", "...", "…"})
 _CLOSING = frozenset({'"', "'", ")", "]", "}", "’", "”", "»"})

@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from model.artifact import ModelBundle
-from model.predictor import TaggedSentence
-from model.schemes import convert, spans_from_tags
-from service.sentences import split_sentences
-from service.tokenizer import Token, tokenize
+from tagserve.model.artifact import ModelBundle
+from tagserve.model.predictor import TaggedSentence
+from tagserve.model.schemes import convert, spans_from_tags
+from tagserve.text.sentences import split_sentences
+from tagserve.text.tokenizer import Token, tokenize
 
 Tagger = Callable[[list[list[str]]], Awaitable[list[TaggedSentence]]]
 
