@@ -1,4 +1,4 @@
-"""Print a markdown summary of shipped models from their metadata (scores, time, machine).
+"""Print a markdown summary of shipped models from their model cards (scores, time, machine).
 
     python -m bench.model_card ner slots
 
@@ -24,22 +24,22 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in args.models:
         bundle = load(resolve(name))
-        meta = bundle.metadata
-        test, dev = meta["test_metrics"], meta["dev_metrics"]
-        machine = meta["training"]["machine"]
+        card = bundle.card
+        test, dev = card.test_metrics or {}, card.dev_metrics or {}
+        machine = (card.training or {})["machine"]
         print(
-            f"| {meta['name']} | {meta['dataset']} | {meta['scheme']} | {len(bundle.labels)} "
+            f"| {card.name} | {card.dataset} | {bundle.labels.scheme} | {len(bundle.labels)} "
             f"| {test['precision']:.2f} | {test['recall']:.2f} | **{test['f1']:.2f}** "
-            f"| {dev['f1']:.2f} | {meta['best_epoch']} | {meta['training_minutes']} "
+            f"| {dev['f1']:.2f} | {card.best_epoch} | {card.training_minutes} "
             f"| {machine['cpu_count']} CPU cores, {machine['torch_threads']} torch thread(s), "
             f"torch {machine['torch']} |"
         )
     for name in args.models:
-        meta = load(resolve(name)).metadata
-        print(f"\n{meta['name']} per type (test):\n")
+        card = load(resolve(name)).card
+        print(f"\n{card.name} per type (test):\n")
         print("| type | precision | recall | F1 | support |")
         print("|---|---:|---:|---:|---:|")
-        for label, v in sorted(meta["test_metrics"]["per_type"].items()):
+        for label, v in sorted((card.test_metrics or {})["per_type"].items()):
             print(
                 f"| {label} | {v['precision']:.2f} | {v['recall']:.2f} | {v['f1']:.2f} "
                 f"| {v['support']} |"

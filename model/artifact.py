@@ -1,24 +1,28 @@
 """Save and load a model as a self-contained directory of JSON files and safetensors weights.
 
-No pickle anywhere: ``config.json`` (constructor arguments), ``vocab.json`` (words and
-characters), ``labels.json`` (scheme and tags), ``metadata.json`` (provenance and scores) and
-``weights.safetensors``. The word embedding is stored in float16 to keep artifacts small.
+No pickle anywhere: ``config.json`` (the network's :class:`TaggerConfig`), ``vocab.json``
+(words and characters), ``labels.json`` (scheme and tags), ``metadata.json`` (the
+:class:`ModelCard`: input contract, scores, provenance) and ``weights.safetensors``. Each fact
+lives in one file, and every file is validated here, so an artifact that loads can serve.
+The word embedding is stored in float16 to keep artifacts small.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tagserve.model.card import ModelCard
 from tagserve.model.config import TaggerConfig
 from tagserve.model.network import Tagger
-from tagserve.model.schemes import allowed_transitions, check_scheme, split_tag
+from tagserve.model.schemes import allowed_transitions
 from tagserve.model.vocab import LabelSet, Vocabulary
 
 CONFIG_FILE = "config.json"
@@ -28,6 +32,7 @@ METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "weights.safetensors"
 _HALF_PRECISION = {"word_embedding.weight"}
 SHIPPED_MODELS_DIR = Path(__file__).parent / "artifacts"
+_Record = TypeVar("_Record", bound=BaseModel)
 
 
 class ArtifactError(Exception):
@@ -41,13 +46,13 @@ class ArtifactError(Exception):
 
 @dataclass
 class ModelBundle:
-    """A network with everything needed to turn tokens into tags."""
+    """A network with everything needed to turn text into tags: vocabularies, labels, card."""
 
     network: Tagger
     words: Vocabulary
     chars: Vocabulary
     labels: LabelSet
-    metadata: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard
 
     @property
     def config(self) -> TaggerConfig:
@@ -56,23 +61,23 @@ class ModelBundle:
 
 
 def build_network(config: TaggerConfig, labels: LabelSet) -> Tagger:
-    """A fresh network whose CRF forbids the transitions the scheme forbids."""
+    """A fresh network whose CRF forbids the transitions the labels' scheme forbids."""
     if len(labels) != config.num_tags:
         raise ValueError(f"expected {config.num_tags} tags, got {len(labels)}")
-    return Tagger(config, allowed_transitions(labels.labels, config.scheme))
+    return Tagger(config, allowed_transitions(labels.labels, labels.scheme))
 
 
 def save(bundle: ModelBundle, directory: Path) -> None:
     """Write ``bundle`` to ``directory`` (created if needed), overwriting an earlier artifact."""
     directory.mkdir(parents=True, exist_ok=True)
-    _write_json(directory / CONFIG_FILE, bundle.config.to_json())
+    _write_json(directory / CONFIG_FILE, bundle.config.model_dump(mode="json"))
     _write_json(
         directory / VOCAB_FILE, {"words": bundle.words.tokens, "chars": bundle.chars.tokens}
     )
     _write_json(
-        directory / LABELS_FILE, {"scheme": bundle.config.scheme, "labels": bundle.labels.labels}
+        directory / LABELS_FILE, {"scheme": bundle.labels.scheme, "labels": bundle.labels.labels}
     )
-    _write_json(directory / METADATA_FILE, bundle.metadata)
+    _write_json(directory / METADATA_FILE, bundle.card.model_dump(mode="json"))
     tensors = {
         name: (value.half() if name in _HALF_PRECISION else value).detach().cpu().contiguous()
         for name, value in bundle.network.state_dict().items()
@@ -84,19 +89,23 @@ def save(bundle: ModelBundle, directory: Path) -> None:
 
 
 def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
-    """Load an artifact onto ``device`` in eval mode, or raise :class:`ArtifactError`."""
+    """Load and check an artifact onto ``device`` in eval mode, or raise :class:`ArtifactError`
+    naming the file and the field at fault."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ArtifactError(directory, "no such model directory")
-    try:
-        config = TaggerConfig.from_json(_read_json(directory / CONFIG_FILE))
-    except (TypeError, ValueError) as error:
-        raise ArtifactError(directory / CONFIG_FILE, str(error)) from None
-    vocab = _read_json(directory / VOCAB_FILE)
-    label_data = _read_json(directory / LABELS_FILE)
-    metadata = _read_json(directory / METADATA_FILE)
-    words, chars = _vocabularies(directory / VOCAB_FILE, vocab, config)
-    labels = _labels(directory / LABELS_FILE, label_data, config)
+    config_data = _read_json(directory / CONFIG_FILE)
+    # Artifacts of tagserve 0.1 kept the scheme in config.json too; labels.json holds it now.
+    legacy_scheme = config_data.pop("scheme", None) if isinstance(config_data, dict) else None
+    config = _validated(TaggerConfig, directory / CONFIG_FILE, config_data)
+    card = _validated(ModelCard, directory / METADATA_FILE, _read_json(directory / METADATA_FILE))
+    words, chars = _vocabularies(directory / VOCAB_FILE, _read_json(directory / VOCAB_FILE), config)
+    labels = _labels(directory / LABELS_FILE, _read_json(directory / LABELS_FILE), config)
+    if legacy_scheme is not None and legacy_scheme != labels.scheme:
+        raise ArtifactError(
+            directory / CONFIG_FILE,
+            f"scheme: {legacy_scheme} differs from labels.json's {labels.scheme}",
+        )
     network = build_network(config, labels)
     weights_path = directory / WEIGHTS_FILE
     try:
@@ -115,7 +124,17 @@ def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
         problem = " ".join(line.strip() for line in first_line[:3])
         raise ArtifactError(weights_path, f"weights do not match config.json: {problem}") from None
     network.to(device).eval()
-    return ModelBundle(network, words, chars, labels, metadata)
+    return ModelBundle(network, words, chars, labels, card)
+
+
+def _validated(record: type[_Record], path: Path, data: Any) -> _Record:
+    """``data`` as ``record``, or an :class:`ArtifactError` naming the first bad field."""
+    try:
+        return record.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(file)"
+        raise ArtifactError(path, f"{field}: {first['msg']}") from None
 
 
 def resolve(name_or_path: str, models_dir: Path = SHIPPED_MODELS_DIR) -> Path:
@@ -157,18 +176,12 @@ def _vocabularies(path: Path, data: Any, config: TaggerConfig) -> tuple[Vocabula
 
 
 def _labels(path: Path, data: Any, config: TaggerConfig) -> LabelSet:
+    if not isinstance(data, dict) or not {"scheme", "labels"} <= set(data):
+        raise ArtifactError(path, "expected an object with 'scheme' and 'labels'")
     try:
-        scheme = check_scheme(data["scheme"])
-        tags = list(data["labels"])
-        for tag in tags:
-            prefix, _ = split_tag(tag)
-            if scheme == "BIO" and prefix in {"E", "S"}:
-                raise ValueError(f"tag {tag!r} is not a BIO tag")
-        labels = LabelSet(tags)
-    except (KeyError, TypeError, ValueError) as error:
+        labels = LabelSet(list(data["labels"]), data["scheme"])
+    except (TypeError, ValueError) as error:
         raise ArtifactError(path, f"invalid label set: {error}") from None
-    if scheme != config.scheme:
-        raise ArtifactError(path, f"scheme {scheme} differs from config.json's {config.scheme}")
     if len(labels) != config.num_tags:
         raise ArtifactError(
             path, f"config.json expects {config.num_tags} tags, file has {len(labels)}"

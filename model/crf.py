@@ -1,5 +1,9 @@
 """A linear-chain CRF, vectorised over the batch, with scheme constraints.
 
+Training reads :meth:`CRF.log_likelihood` (the forward algorithm, in torch for autograd);
+serving reads :meth:`CRF.decode` (Viterbi and marginals in NumPy, :mod:`model.crf_decode`).
+Slow reference Viterbi and marginals, which the tests check both against, are in the tests.
+
 Index convention: ``transitions[i, j]`` scores moving *from* tag ``i`` *to* tag ``j``
 (as pytorch-crf and AllenNLP do). Only the time axis is a Python loop; every step works
 on the whole batch at once, so a batch of 128 costs about what a batch of 1 does.
@@ -37,8 +41,13 @@ class CRF(nn.Module):
         self.register_buffer("constraint_mask", mask, persistent=False)
         self._numpy_scores_cache: tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None = None
 
-    def _scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Transition, start and end scores with forbidden moves pushed to a large negative."""
+    @property
+    def transition_scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Transition ``[from, to]``, start and end scores, forbidden moves at -1e4.
+
+        What every CRF algorithm reads instead of the raw parameters; public so tests can run
+        reference algorithms on exactly these numbers.
+        """
         n = self.num_tags
         mask: torch.Tensor = self.constraint_mask  # type: ignore[assignment]
         transitions = self.transitions.masked_fill(~mask[:n, :n], _FORBIDDEN)
@@ -77,7 +86,7 @@ class CRF(nn.Module):
     def _gold_score(
         self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        transitions, start, end = self._scores()
+        transitions, start, end = self.transition_scores
         maskf = mask.to(emissions.dtype)
         # (batch, seq_len)
         unary = emissions.gather(2, tags.unsqueeze(2)).squeeze(2) * maskf
@@ -90,7 +99,7 @@ class CRF(nn.Module):
 
     def _alphas(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Forward variables for every position: (batch, seq_len, num_tags)."""
-        transitions, start, _ = self._scores()
+        transitions, start, _ = self.transition_scores
         # (batch, num_tags)
         alpha = start.unsqueeze(0) + emissions[:, 0]
         alphas = [alpha]
@@ -112,14 +121,14 @@ class CRF(nn.Module):
         self._check(emissions, mask)
         log_z = self._scaled_log_partition(emissions, mask)
         if not bool(torch.isfinite(log_z).all()):
-            _, _, end = self._scores()
+            _, _, end = self.transition_scores
             alphas = self._alphas(emissions, mask)
             # Padding carries alpha forward unchanged, so the last column is the last real one.
             return torch.logsumexp(alphas[:, -1] + end.unsqueeze(0), dim=1)
         return log_z.to(emissions.dtype)
 
     def _scaled_log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        transitions, start, end = (x.double() for x in self._scores())
+        transitions, start, end = (x.double() for x in self.transition_scores)
         # (batch, seq_len, num_tags)
         scores = emissions.double()
         # (batch, seq_len, 1)
@@ -144,50 +153,9 @@ class CRF(nn.Module):
         final = (alpha * torch.exp(end - end_max).unsqueeze(0)).sum(1)
         return log_scale + end_max + torch.log(final)
 
-    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """P(tag at t = k | sentence) by forward-backward: (batch, seq_len, num_tags).
-
-        Runs in probability space in float64, rescaling every step: one ``exp`` over the
-        emissions and a small matrix product per step, several times cheaper than a
-        ``logsumexp`` per step. Falls back to log space if anything underflows. Rows at
-        padded positions are meaningless and should be ignored.
-        """
-        self._check(emissions, mask)
-        transitions, start, end = self._scores()
-        # (num_tags, num_tags), (num_tags,), (num_tags,): forbidden moves become exact zeros
-        trans_p = torch.exp(transitions - transitions.max()).double()
-        start_p = torch.exp(start - start.max()).double()
-        end_p = torch.exp(end - end.max()).double()
-        # (batch, seq_len, num_tags)
-        emit_p = torch.exp(emissions - emissions.max(dim=2, keepdim=True).values).double()
-        batch, seq_len, _ = emissions.shape
-        alpha = start_p.unsqueeze(0) * emit_p[:, 0]
-        alpha = alpha / alpha.sum(1, keepdim=True)
-        alphas = [alpha]
-        for t in range(1, seq_len):
-            # (batch, num_tags)
-            step = (alpha @ trans_p) * emit_p[:, t]
-            step = step / step.sum(1, keepdim=True)
-            alpha = torch.where(mask[:, t].unsqueeze(1), step, alpha)
-            alphas.append(alpha)
-        beta = end_p.unsqueeze(0).expand(batch, -1)
-        betas = [beta]
-        for t in range(seq_len - 2, -1, -1):
-            # (batch, num_tags)
-            step = (emit_p[:, t + 1] * beta) @ trans_p.T
-            step = step / step.sum(1, keepdim=True)
-            beta = torch.where(mask[:, t + 1].unsqueeze(1), step, end_p.unsqueeze(0))
-            betas.append(beta)
-        # (batch, seq_len, num_tags)
-        joint = torch.stack(alphas, dim=1) * torch.stack(betas[::-1], dim=1)
-        marginals = joint / joint.sum(2, keepdim=True)
-        if not bool(torch.isfinite(marginals[mask]).all()):
-            return self._log_space_marginals(emissions, mask)
-        return marginals.to(emissions.dtype)
-
     def _log_space_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Forward-backward with ``logsumexp``: slower, immune to underflow."""
-        transitions, _, end = self._scores()
+        """Forward-backward with ``logsumexp``: :meth:`decode`'s fallback when NumPy underflows."""
+        transitions, _, end = self.transition_scores
         alphas = self._alphas(emissions, mask)
         seq_len = emissions.size(1)
         # (batch, num_tags)
@@ -211,8 +179,8 @@ class CRF(nn.Module):
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Inference: best paths and each chosen tag's marginal probability, cut to length.
 
-        Runs in NumPy (see :mod:`model.crf_decode`); equal to :meth:`viterbi` and
-        :meth:`marginals`, which the tests check.
+        Runs in NumPy (see :mod:`model.crf_decode`): at serving sizes per-op overhead, not
+        arithmetic, is the cost, and NumPy's is far smaller than torch's.
         """
         self._check(emissions, mask)
         transitions, start, end = self._numpy_scores()
@@ -222,47 +190,18 @@ class CRF(nn.Module):
         paths = crf_decode.viterbi(scores, lengths, transitions, start, end)
         probabilities = crf_decode.marginals(scores, lengths, transitions, start, end)
         if probabilities is None:
-            probabilities = self._log_space_marginals(emissions, mask).double().cpu().numpy()
+            fallback = self._log_space_marginals(emissions, mask).detach()
+            probabilities = fallback.double().cpu().numpy()
         chosen = [
             probabilities[b, np.arange(len(path)), path].tolist() for b, path in enumerate(paths)
         ]
         return paths, chosen
 
     def _numpy_scores(self) -> tuple[np.ndarray, ...]:
-        """:meth:`_scores` as float64 NumPy, recomputed only when a parameter changed."""
+        """:attr:`transition_scores` as float64 NumPy, recomputed only when a parameter changed."""
         parameters = (self.transitions, self.start_transitions, self.end_transitions)
         key = tuple(x for p in parameters for x in (p._version, p.data_ptr()))
         if self._numpy_scores_cache is None or self._numpy_scores_cache[0] != key:
-            arrays = tuple(t.detach().double().cpu().numpy() for t in self._scores())
+            arrays = tuple(t.detach().double().cpu().numpy() for t in self.transition_scores)
             self._numpy_scores_cache = (key, arrays)
         return self._numpy_scores_cache[1]
-
-    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
-        """Best tag path of each sequence, cut to its length."""
-        self._check(emissions, mask)
-        transitions, start, end = self._scores()
-        batch, seq_len, _ = emissions.shape
-        if seq_len == 0:
-            return [[] for _ in range(batch)]
-        # (batch, num_tags)
-        score = start.unsqueeze(0) + emissions[:, 0]
-        backpointers = []
-        for t in range(1, seq_len):
-            # (batch, num_tags_from, num_tags_to)
-            step = score.unsqueeze(2) + transitions.unsqueeze(0)
-            # (batch, num_tags)
-            best, best_from = step.max(dim=1)
-            score = torch.where(mask[:, t].unsqueeze(1), best + emissions[:, t], score)
-            backpointers.append(best_from)
-        lengths = mask.sum(1)
-        # (batch,)
-        best_last = (score + end.unsqueeze(0)).argmax(dim=1)
-        # Walk back from each sequence's own last position; padding steps keep the tag.
-        path = torch.empty(batch, seq_len, dtype=torch.long, device=emissions.device)
-        current = best_last
-        for t in range(seq_len - 1, -1, -1):
-            path[:, t] = current
-            if t > 0:
-                previous = backpointers[t - 1].gather(1, current.unsqueeze(1)).squeeze(1)
-                current = torch.where(t < lengths, previous, current)
-        return [row[: int(n)] for row, n in zip(path.tolist(), lengths.tolist(), strict=True)]

@@ -1,9 +1,10 @@
 """Inference-time CRF decoding in NumPy: Viterbi paths and forward-backward marginals.
 
-The same mathematics as :class:`model.crf.CRF`, run in float64 NumPy because at serving sizes
+What :meth:`model.crf.CRF.decode` runs, in float64 NumPy because at serving sizes
 (a few sentences of a few dozen tokens, 10-20 tags) each step costs a microsecond or two,
 where a torch op costs several: the per-step overhead, not arithmetic, is what a request pays.
 Vectorised over the batch; only time steps loop. Index convention: ``transitions[from, to]``.
+The tests check both against brute force and torch references (``tests/crf_reference.py``).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def _by_length(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _by_length(lengths: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Order putting the longest sequences first, and live-row counts per time step.
 
     With rows sorted so, the sequences still running at step ``t`` are the first
     ``live[t]`` rows: each step works on real tokens only, not on padding.
     """
     order = np.argsort(-lengths, kind="stable")
-    seq_len = int(lengths.max()) if len(lengths) else 0
+    # Over the padded width, not the longest length: padding may run past every sequence.
     live = (lengths[None, :] > np.arange(seq_len)[:, None]).sum(axis=1)
     return order, live
 
@@ -34,7 +35,7 @@ def viterbi(
     batch, seq_len, num_tags = emissions.shape
     if seq_len == 0 or batch == 0:
         return [[] for _ in range(batch)]
-    order, live = _by_length(lengths)
+    order, live = _by_length(lengths, seq_len)
     emissions = emissions[order]
     sorted_lengths = lengths[order]
     # (to, from): the reduction below runs over the last, contiguous axis.
@@ -77,7 +78,7 @@ def marginals(
     batch, seq_len, num_tags = emissions.shape
     if seq_len == 0 or batch == 0:
         return np.zeros((batch, seq_len, num_tags))
-    order, live = _by_length(lengths)
+    order, live = _by_length(lengths, seq_len)
     trans_p = np.exp(transitions - transitions.max())
     trans_p_t = np.ascontiguousarray(trans_p.T)
     start_p = np.exp(start - start.max())
@@ -87,21 +88,22 @@ def marginals(
     emit_p = np.exp(ordered - ordered.max(axis=2, keepdims=True))
     alphas = np.zeros((batch, seq_len, num_tags))
     betas = np.zeros((batch, seq_len, num_tags))
-    alpha = start_p[None, :] * emit_p[:, 0]
-    alphas[:, 0] = alpha / alpha.sum(axis=1, keepdims=True)
-    for t in range(1, seq_len):
-        n = live[t]
-        step = (alphas[:n, t - 1] @ trans_p) * emit_p[:n, t]
-        alphas[:n, t] = step / step.sum(axis=1, keepdims=True)
-    # A sequence's last token looks only at END.
-    betas[:, seq_len - 1] = end_p
-    for t in range(seq_len - 2, -1, -1):
-        n = live[t + 1]
-        betas[:, t] = end_p
-        step = (emit_p[:n, t + 1] * betas[:n, t + 1]) @ trans_p_t
-        betas[:n, t] = step / step.sum(axis=1, keepdims=True)
-    joint = alphas * betas
+    # An underflow shows up as 0 / 0 = NaN, caught below: no warning for it.
     with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = start_p[None, :] * emit_p[:, 0]
+        alphas[:, 0] = alpha / alpha.sum(axis=1, keepdims=True)
+        for t in range(1, seq_len):
+            n = live[t]
+            step = (alphas[:n, t - 1] @ trans_p) * emit_p[:n, t]
+            alphas[:n, t] = step / step.sum(axis=1, keepdims=True)
+        # A sequence's last token looks only at END.
+        betas[:, seq_len - 1] = end_p
+        for t in range(seq_len - 2, -1, -1):
+            n = live[t + 1]
+            betas[:, t] = end_p
+            step = (emit_p[:n, t + 1] * betas[:n, t + 1]) @ trans_p_t
+            betas[:n, t] = step / step.sum(axis=1, keepdims=True)
+        joint = alphas * betas
         result = np.empty_like(joint)
         result[order] = joint / joint.sum(axis=2, keepdims=True)
     real = np.arange(seq_len)[None, :] < lengths[:, None]

@@ -25,8 +25,7 @@ class EncodedBatch:
     @property
     def mask(self) -> torch.Tensor:
         """(batch, seq_len) true at real tokens."""
-        positions = torch.arange(self.words.size(1), device=self.lengths.device)
-        return positions.unsqueeze(0) < self.lengths.unsqueeze(1)
+        return padding_mask(self.lengths, self.words.size(1))
 
     def to(self, device: torch.device | str) -> EncodedBatch:
         """Copy to ``device``."""
@@ -36,6 +35,12 @@ class EncodedBatch:
             self.chars.to(device),
             self.lengths.to(device),
         )
+
+
+def padding_mask(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """(batch, seq_len) true at real tokens of right-padded sequences, on ``lengths``' device."""
+    positions = torch.arange(seq_len, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def encode(

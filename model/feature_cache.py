@@ -46,7 +46,10 @@ class WordFeatureCache:
         return len(self._slots)
 
     def batch(self, sentences: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded input vectors (batch, seq_len, input_dim) and lengths for non-empty sentences."""
+        """What :meth:`Tagger.features` gives, and lengths, for non-empty sentences.
+
+        The pair is the input to :meth:`Tagger.emissions`.
+        """
         unseen = list({w: None for s in sentences for w in s if w not in self._slots})
         if len(self._slots) + len(unseen) > self.capacity:
             self._slots.clear()
@@ -77,7 +80,7 @@ class WordFeatureCache:
         # The unseen words as one "sentence" through the network's own word encoder.
         encoded = encode([unseen], self.words, self.chars, self.max_word_chars)
         encoded = encoded.to(self.device)
-        vectors = self.network.word_features(encoded.words[0], encoded.casing[0], encoded.chars[0])
+        vectors = self.network.word_vectors(encoded.words[0], encoded.casing[0], encoded.chars[0])
         first = len(self._slots) + 1
         matrix[first : first + len(unseen)] = vectors
         for offset, word in enumerate(unseen):

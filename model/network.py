@@ -8,7 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tagserve.model.config import TaggerConfig
 from tagserve.model.crf import CRF
-from tagserve.model.encoding import EncodedBatch
+from tagserve.model.encoding import EncodedBatch, padding_mask
 
 
 class CharCNN(nn.Module):
@@ -70,7 +70,12 @@ class CharLSTM(nn.Module):
 
 
 class Tagger(nn.Module):
-    """Sequence tagger; build from a :class:`TaggerConfig`, then load weights."""
+    """Sequence tagger; build from a :class:`TaggerConfig`, then load weights.
+
+    Stages: :meth:`features` → :meth:`emissions` → :meth:`decode` (inference) or :meth:`loss`
+    (training). Each stage takes the previous one's tensors, so inference can hand
+    :meth:`emissions` features gathered from a word cache built on :meth:`word_vectors`.
+    """
 
     def __init__(self, config: TaggerConfig, allowed: set[tuple[int, int]] | None = None) -> None:
         super().__init__()
@@ -109,74 +114,63 @@ class Tagger(nn.Module):
         """Width of a word's input vector (word + casing + character features)."""
         return int(self.rnn.input_size)
 
-    def word_features(
+    def word_vectors(
         self, words: torch.Tensor, casing: torch.Tensor, chars: torch.Tensor
     ) -> torch.Tensor:
         """Input vectors of N real words, (N, input_dim), from (N,), (N,) and (N, max_chars).
 
         A word's vector depends on the word alone (dropout comes later), which is what lets
-        inference memoise it (see :mod:`model.feature_cache`).
+        inference memoise it (:mod:`model.feature_cache`) and skip :meth:`features`.
         """
-        features = [self.word_embedding(words), self.casing_embedding(casing)]
+        vectors = [self.word_embedding(words), self.casing_embedding(casing)]
         if self.char_encoder is not None:
-            features.append(self.char_encoder(chars))
-        return torch.cat(features, dim=1)
+            vectors.append(self.char_encoder(chars))
+        return torch.cat(vectors, dim=1)
 
     def features(self, batch: EncodedBatch) -> torch.Tensor:
-        """Word input vectors (batch, seq_len, input_dim), zeros at padding."""
+        """Padded word input vectors (batch, seq_len, input_dim), zeros at padding."""
         mask = batch.mask
         # Encode real words only: padded slots can outnumber them several times over.
-        real = self.word_features(batch.words[mask], batch.casing[mask], batch.chars[mask])
-        embedded = real.new_zeros(*mask.shape, real.size(1))
-        embedded[mask] = real
-        return embedded
+        real = self.word_vectors(batch.words[mask], batch.casing[mask], batch.chars[mask])
+        features = real.new_zeros(*mask.shape, real.size(1))
+        features[mask] = real
+        return features
 
-    def emissions(self, batch: EncodedBatch) -> torch.Tensor:
-        """Per-token tag scores: (batch, seq_len, num_tags)."""
-        return self.emissions_from_features(self.features(batch), batch.lengths)
-
-    def emissions_from_features(
-        self, embedded: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """Tag scores from padded word vectors (batch, seq_len, input_dim) and lengths."""
-        embedded = self.dropout(embedded)
+    def emissions(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Tag scores (batch, seq_len, num_tags) from :meth:`features` (or the word cache's)."""
+        features = self.dropout(features)
         lengths = lengths.cpu()
-        if bool((lengths == embedded.size(1)).all()):
+        if bool((lengths == features.size(1)).all()):
             # No padding (always so for one sentence): packing would only add overhead.
-            encoded, _ = self.rnn(embedded)
+            encoded, _ = self.rnn(features)
             return self.emission(self.dropout(encoded))
         # Longest first already (the predictor sorts so): packing needs no reordering copy.
         longest_first = bool((lengths[:-1] >= lengths[1:]).all())
         packed = pack_padded_sequence(
-            embedded, lengths, batch_first=True, enforce_sorted=longest_first
+            features, lengths, batch_first=True, enforce_sorted=longest_first
         )
         packed_output, _ = self.rnn(packed)
         # The output layer on real tokens only, then padding (with zeros) back in.
         scores = self.emission(self.dropout(packed_output.data))
         emissions, _ = pad_packed_sequence(
-            packed_output._replace(data=scores), batch_first=True, total_length=embedded.size(1)
+            packed_output._replace(data=scores), batch_first=True, total_length=features.size(1)
         )
         return emissions
 
     def loss(self, batch: EncodedBatch, tags: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""
-        emissions = self.emissions(batch)
+        emissions = self.emissions(self.features(batch), batch.lengths)
         mask = batch.mask
         if self.crf is not None:
             return -self.crf.log_likelihood(emissions, tags, mask).mean()
         return nn.functional.cross_entropy(emissions[mask], tags[mask])
 
-    def decode(self, batch: EncodedBatch) -> tuple[list[list[int]], list[list[float]]]:
-        """Best tag indices and each chosen tag's marginal probability, cut to each length."""
-        return self.decode_emissions(self.emissions(batch), batch.lengths)
-
-    def decode_emissions(
+    def decode(
         self, emissions: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[list[list[int]], list[list[float]]]:
-        """Decode (batch, seq_len, num_tags) scores: CRF Viterbi + marginals, or softmax."""
+        """Best tag indices and each one's probability (CRF marginal or softmax), cut to length."""
         if self.crf is not None:
-            positions = torch.arange(emissions.size(1), device=emissions.device)
-            mask = positions.unsqueeze(0) < lengths.to(emissions.device).unsqueeze(1)
+            mask = padding_mask(lengths.to(emissions.device), emissions.size(1))
             return self.crf.decode(emissions, mask)
         probabilities = emissions.softmax(dim=2)
         best = probabilities.max(dim=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -23,6 +24,15 @@ class TaggedSentence:
     def spans(self, scheme: str) -> list[Span]:
         """Entity spans over token indices."""
         return spans_from_tags(self.tags, scheme)  # type: ignore[arg-type]
+
+
+class SentenceTagger(Protocol):
+    """Anything that tags a batch of tokenized sentences: a :class:`Predictor`, or the
+    service's model worker that runs one in another process."""
+
+    def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+        """One result per sentence, in input order."""
+        ...
 
 
 class Predictor:
@@ -60,7 +70,7 @@ class Predictor:
     @property
     def scheme(self) -> str:
         """The model's tagging scheme."""
-        return self.bundle.config.scheme
+        return self.bundle.labels.scheme
 
     def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
         """Tag each sentence; the input lists are not modified."""
@@ -84,7 +94,8 @@ class Predictor:
         if self.cache is None:
             config = self.bundle.config
             batch = encode(sentences, self.bundle.words, self.bundle.chars, config.max_word_chars)
-            return network.decode(batch.to(self.device))
-        features, lengths = self.cache.batch(sentences)
-        emissions = network.emissions_from_features(features, lengths)
-        return network.decode_emissions(emissions, lengths)
+            batch = batch.to(self.device)
+            features, lengths = network.features(batch), batch.lengths
+        else:
+            features, lengths = self.cache.batch(sentences)
+        return network.decode(network.emissions(features, lengths), lengths)

@@ -7,10 +7,10 @@ a well-formed tag sequence is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Scheme = Literal["BIO", "BIOES"]
-SCHEMES: tuple[Scheme, ...] = ("BIO", "BIOES")
+SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
 OUTSIDE = "O"
 
 

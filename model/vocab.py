@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tagserve.model.schemes import Scheme, check_scheme, split_tag
+
 PAD = "<pad>"
 UNK = "<unk>"
 _DIGITS = re.compile(r"\d")
@@ -102,16 +104,28 @@ class Vocabulary:
 
 @dataclass(frozen=True)
 class LabelSet:
-    """The ordered tag list of a model and its scheme."""
+    """The ordered tag list of a model and the scheme its tags follow (the one place the
+    scheme is kept: ``labels.json``)."""
 
     labels: list[str]
+    scheme: Scheme
 
     def __post_init__(self) -> None:
+        check_scheme(self.scheme)
         if len(set(self.labels)) != len(self.labels) or "O" not in self.labels:
             raise ValueError(f"label list must be unique and contain 'O'; got {self.labels}")
+        for tag in self.labels:
+            prefix, _ = split_tag(tag)
+            if self.scheme == "BIO" and prefix in {"E", "S"}:
+                raise ValueError(f"tag {tag!r} is not a BIO tag")
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def entity_types(self) -> list[str]:
+        """The entity types the tags name, sorted."""
+        return sorted({split_tag(tag)[1] for tag in self.labels if tag != "O"})
 
     def index(self, tag: str) -> int:
         """Index of ``tag``; raises naming the known tags for an unknown one."""

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tagserve.model.predictor import TaggedSentence
+from tagserve.model.predictor import SentenceTagger, TaggedSentence
 
 log = logging.getLogger(__name__)
-Predict = Callable[[list[list[str]]], list[TaggedSentence]]
 
 
 class Overloaded(Exception):
@@ -55,14 +54,14 @@ class Batcher:
 
     def __init__(
         self,
-        predict: Predict,
+        tagger: SentenceTagger,
         name: str,
         max_batch_size: int,
         max_wait_ms: float,
         max_queue: int,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self._predict = predict
+        self._tagger = tagger
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
@@ -142,7 +141,7 @@ class Batcher:
                 continue
             try:
                 results = await loop.run_in_executor(
-                    self._executor, self._predict, [p.words for p in batch]
+                    self._executor, self._tagger.predict, [p.words for p in batch]
                 )
             except Exception as error:
                 log.exception("model %s failed on a batch of %d sentences", self.name, len(batch))

@@ -31,7 +31,7 @@ class ModelProcessError(RuntimeError):
 
 
 class ModelProcess:
-    """Callable like ``Predictor.predict``; the work happens in a forked child."""
+    """A :class:`SentenceTagger` whose work happens in a forked child."""
 
     def __init__(self, predictor: Predictor, name: str, torch_threads: int) -> None:
         context = multiprocessing.get_context("fork")
@@ -57,7 +57,7 @@ class ModelProcess:
         """The child's process id."""
         return self._process.pid
 
-    def __call__(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+    def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
         """Tag a batch in the child (blocking; the batcher calls this from its worker thread)."""
         with self._lock:
             try:

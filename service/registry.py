@@ -12,14 +12,13 @@ from tagserve.service.batcher import Batcher
 from tagserve.service.metrics import Metrics
 from tagserve.service.model_process import ModelProcess
 from tagserve.service.settings import Settings
-from tagserve.text.pipeline import ModelProfile
 
 
 @dataclass
 class LoadedModel:
-    """A model ready to serve: weights, what it expects, and its batcher."""
+    """A model ready to serve under ``name``: its artifact, and the batcher in front of it."""
 
-    profile: ModelProfile
+    name: str
     bundle: ModelBundle
     batcher: Batcher
     process: ModelProcess | None = None
@@ -35,17 +34,17 @@ class LoadedModel:
 
     def info(self) -> dict[str, Any]:
         """What ``GET /models`` says about it."""
-        meta = self.bundle.metadata
+        card = self.bundle.card
         return {
-            "name": self.profile.name,
-            "version": self.profile.version,
-            "dataset": meta.get("dataset", ""),
-            "description": meta.get("description", ""),
-            "scheme": self.profile.scheme,
-            "entity_types": meta.get("entity_types", []),
+            "name": self.name,
+            "version": card.version,
+            "dataset": card.dataset,
+            "description": card.description,
+            "scheme": self.bundle.labels.scheme,
+            "entity_types": self.bundle.labels.entity_types,
             "labels": self.bundle.labels.labels,
-            "test_metrics": _summary(meta.get("test_metrics")),
-            "trained_at": meta.get("trained_at"),
+            "test_metrics": _summary(card.test_metrics),
+            "trained_at": card.trained_at,
         }
 
 
@@ -77,7 +76,7 @@ def load_models(
         )
         process = ModelProcess(predictor, name, settings.torch_threads) if in_processes else None
         batcher = Batcher(
-            process if process is not None else predictor.predict,
+            process if process is not None else predictor,
             name,
             settings.max_batch_size,
             settings.max_wait_ms,
@@ -85,7 +84,7 @@ def load_models(
             on_batch=metrics.batch_size.labels(model=name).observe,
         )
         metrics.queue_depth.labels(model=name).set_function(partial(_waiting, batcher))
-        loaded[name] = LoadedModel(ModelProfile.of(name, bundle), bundle, batcher, process)
+        loaded[name] = LoadedModel(name, bundle, batcher, process)
     return loaded
 
 

@@ -20,7 +20,7 @@ from tagserve.service.schemas import (
     TagResponse,
 )
 from tagserve.service.settings import Settings
-from tagserve.text.pipeline import TextPlan, plan_text, plan_tokens, tag_plans
+from tagserve.text.pipeline import TextPlan, build_results, model_inputs, plan_text, plan_tokens
 
 router = APIRouter()
 
@@ -71,10 +71,11 @@ async def tag(body: TagRequest, models: Models, settings: AppSettings) -> Respon
     if loaded is None:
         raise UnknownModel(name, sorted(models))
     plans = make_plans(body, loaded, settings)
-    results = await tag_plans(plans, loaded.profile, loaded.batcher.submit)
+    bundle = loaded.bundle
+    tagged = await loaded.batcher.submit(model_inputs(plans, bundle.card.tokenizer))
     payload = {
-        "model": {"name": loaded.profile.name, "version": loaded.profile.version},
-        "results": results,
+        "model": {"name": loaded.name, "version": bundle.card.version},
+        "results": build_results(plans, tagged, bundle.labels.scheme),
     }
     return Response(orjson.dumps(payload), media_type="application/json")
 
@@ -100,7 +101,8 @@ def make_plans(body: TagRequest, loaded: LoadedModel, settings: Settings) -> lis
                 f"{len(text)} characters exceed the limit of {settings.max_text_chars} "
                 "(TAGSERVE_MAX_TEXT_CHARS)",
             )
-    plans = [plan_text(text, loaded.profile, settings.max_sentence_tokens) for _, text in inputs]
+    tokenizer = loaded.bundle.card.tokenizer
+    plans = [plan_text(text, tokenizer, settings.max_sentence_tokens) for _, text in inputs]
     _check_token_total(
         sum(len(s) for p in plans for s in p.sentences),
         inputs[0][0] if body.text else "texts",

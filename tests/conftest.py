@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tagserve.model.artifact import SHIPPED_MODELS_DIR, ModelBundle, build_network, save
+from tagserve.model.card import ModelCard, TokenizerSpec
 from tagserve.model.config import TaggerConfig
 from tagserve.model.schemes import labels_for
 from tagserve.model.vocab import LabelSet, Vocabulary
@@ -26,20 +27,21 @@ def make_bundle(scheme: str = "BIOES", decoder: str = "crf", seed: int = 0) -> M
     chars = Vocabulary.from_tokens(
         ["<pad>", "<unk>", *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,"]
     )
-    labels = LabelSet(labels_for(ENTITY_TYPES, scheme))  # type: ignore[arg-type]
+    labels = LabelSet(labels_for(ENTITY_TYPES, scheme), scheme)  # type: ignore[arg-type]
     config = TaggerConfig(
         num_words=len(words),
         num_chars=len(chars),
         num_tags=len(labels),
-        scheme=scheme,  # type: ignore[arg-type]
         hidden_size=16,
         char_channels=8,
         char_dim=8,
         decoder=decoder,  # type: ignore[arg-type]
     )
     network = build_network(config, labels).eval()
-    metadata = {"name": "tiny", "version": "0.0.1", "dataset": "none", "test_metrics": None}
-    return ModelBundle(network, words, chars, labels, metadata)
+    card = ModelCard(
+        name="tiny", version="0.0.1", dataset="none", tokenizer=TokenizerSpec(style="conll")
+    )
+    return ModelBundle(network, words, chars, labels, card)
 
 
 @pytest.fixture

@@ -11,21 +11,27 @@ import pytest
 
 from tagserve.model.predictor import TaggedSentence
 from tagserve.service.batcher import Batcher, ModelFailure, Overloaded
+from tests.prometheus import sample_value
 from tests.service_helpers import tiny_app
 
 
-def echo_model(calls: list[int], gate: threading.Event | None = None):  # type: ignore[no-untyped-def]
+class EchoModel:
     """A stand-in model whose tags spell out the words, so answers can be traced to inputs."""
 
-    def predict(sentences: list[list[str]]) -> list[TaggedSentence]:
-        if gate is not None:
-            gate.wait(5)
-        calls.append(len(sentences))
+    def __init__(self, calls: list[int], gate: threading.Event | None = None) -> None:
+        self.calls = calls
+        self.gate = gate
+
+    def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.calls.append(len(sentences))
         if any(w == "BOOM" for s in sentences for w in s):
             raise RuntimeError("model exploded")
         return [TaggedSentence([f"tag-{w}" for w in s], [1.0] * len(s)) for s in sentences]
 
-    return predict
+
+echo_model = EchoModel
 
 
 async def test_concurrent_callers_share_batches_and_get_their_own_answers() -> None:
@@ -111,8 +117,8 @@ async def test_batches_form_through_the_http_app(tiny_artifact: Path) -> None:
             assert result == solo[text]
     batcher = app.state.models["tiny"].batcher
     assert batcher.largest_batch > 1
-    count = float(metrics.split('tagserve_batch_sentences_count{model="tiny"} ')[1].split()[0])
-    total = float(metrics.split('tagserve_batch_sentences_sum{model="tiny"} ')[1].split()[0])
+    count = sample_value(metrics, "tagserve_batch_sentences_count", model="tiny")
+    total = sample_value(metrics, "tagserve_batch_sentences_sum", model="tiny")
     assert total == 28 and count < 28
 
 
@@ -136,13 +142,14 @@ async def test_overload_through_http_gives_503_with_retry_after(tiny_artifact: P
     gate = threading.Event()
     async with app.router.lifespan_context(app):
         batcher = app.state.models["tiny"].batcher
-        real_predict = batcher._predict
+        real_tagger = batcher._tagger
 
-        def held_predict(sentences: list[list[str]]) -> list[TaggedSentence]:
-            gate.wait(5)
-            return real_predict(sentences)
+        class HeldTagger:
+            def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+                gate.wait(5)
+                return real_tagger.predict(sentences)
 
-        batcher._predict = held_predict
+        batcher._tagger = HeldTagger()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             held = asyncio.create_task(client.post("/tag", json={"texts": ["a b"] * 5}))
@@ -157,4 +164,4 @@ async def test_overload_through_http_gives_503_with_retry_after(tiny_artifact: P
             assert (await held).status_code == 200
             assert (await client.post("/tag", json={"text": "ok"})).status_code == 200
             metrics = (await client.get("/metrics")).text
-            assert 'tagserve_overload_rejections_total{model="tiny"} 1.0' in metrics
+            assert sample_value(metrics, "tagserve_overload_rejections_total", model="tiny") == 1

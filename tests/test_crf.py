@@ -1,22 +1,39 @@
-"""The CRF against brute-force enumeration of every tag path (pytorch-crf / AllenNLP style)."""
+"""The CRF's public API against brute-force enumeration of every tag path and against the
+plain log-space references in ``tests/crf_reference.py`` (pytorch-crf / AllenNLP style)."""
 
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
+from tagserve.model import crf_decode
 from tagserve.model.crf import CRF
 from tagserve.model.schemes import allowed_transitions, first_violation, labels_for
+from tests import crf_reference
 
 
 def path_score(crf: CRF, emissions: torch.Tensor, path: tuple[int, ...]) -> torch.Tensor:
-    transitions, start, end = crf._scores()
+    transitions, start, end = crf.transition_scores
     score = start[path[0]] + emissions[0, path[0]]
     for previous, current, t in zip(path, path[1:], range(1, len(path)), strict=False):
         score = score + transitions[previous, current] + emissions[t, current]
     return score + end[path[-1]]
+
+
+def brute_force_marginals(crf: CRF, emissions: torch.Tensor, n: int) -> torch.Tensor:
+    """(n, num_tags) marginals of one sequence, summing the probability of every path."""
+    num_tags = emissions.size(1)
+    paths = list(itertools.product(range(num_tags), repeat=n))
+    log_z = torch.logsumexp(torch.stack([path_score(crf, emissions, p) for p in paths]), 0)
+    expected = torch.zeros(n, num_tags)
+    for p in paths:
+        probability = torch.exp(path_score(crf, emissions, p) - log_z)
+        for t, k in enumerate(p):
+            expected[t, k] += probability
+    return expected
 
 
 def random_case(
@@ -27,6 +44,27 @@ def random_case(
     emissions = torch.randn(len(lengths), max(lengths), num_tags)
     mask = torch.tensor([[t < n for t in range(max(lengths))] for n in lengths])
     return crf, emissions, mask
+
+
+def constrained_case(seed: int, scale: float) -> tuple[CRF, torch.Tensor, torch.Tensor]:
+    labels = labels_for(["PER", "LOC"], "BIOES")
+    crf = CRF(len(labels), allowed_transitions(labels, "BIOES"))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        crf.transitions.normal_(0, 2)
+    emissions = torch.randn(16, 7, len(labels)) * scale
+    lengths = torch.randint(1, 8, (16,))
+    mask = torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)
+    return crf, emissions, mask
+
+
+def test_transition_scores_are_the_parameters_with_forbidden_moves_pushed_down() -> None:
+    crf = CRF(3, {(0, 1), (1, 1), (3, 0), (1, 4)})
+    transitions, start, end = crf.transition_scores
+    assert transitions[0, 1] == crf.transitions[0, 1] and transitions[1, 1] == crf.transitions[1, 1]
+    assert transitions[1, 0] == transitions[2, 2] == -10000.0
+    assert start.tolist() == [crf.start_transitions[0].item(), -10000.0, -10000.0]
+    assert end.tolist() == [-10000.0, crf.end_transitions[1].item(), -10000.0]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -41,40 +79,43 @@ def test_log_partition_equals_brute_force(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_viterbi_equals_brute_force_argmax(seed: int) -> None:
+def test_decode_paths_equal_brute_force_argmax(seed: int) -> None:
     crf, emissions, mask = random_case(seed, num_tags=4, lengths=[3, 1, 2])
-    paths = crf.viterbi(emissions, mask)
+    paths, _ = crf.decode(emissions, mask)
+    assert paths == crf_reference.viterbi(crf, emissions, mask)
     for b, n in enumerate([3, 1, 2]):
         candidates = list(itertools.product(range(4), repeat=n))
         best = max(candidates, key=lambda p: path_score(crf, emissions[b], p).item())
         assert tuple(paths[b]) == best
 
 
-def test_marginals_equal_brute_force() -> None:
+def test_decode_scores_and_reference_marginals_equal_brute_force() -> None:
     crf, emissions, mask = random_case(7, num_tags=4, lengths=[3, 2])
-    marginals = crf.marginals(emissions, mask)
+    paths, scores = crf.decode(emissions, mask)
+    reference = crf_reference.marginals(crf, emissions, mask)
     for b, n in enumerate([3, 2]):
-        paths = list(itertools.product(range(4), repeat=n))
-        log_z = torch.logsumexp(torch.stack([path_score(crf, emissions[b], p) for p in paths]), 0)
-        expected = torch.zeros(n, 4)
-        for p in paths:
-            probability = torch.exp(path_score(crf, emissions[b], p) - log_z)
-            for t, k in enumerate(p):
-                expected[t, k] += probability
-        assert torch.allclose(marginals[b, :n], expected, atol=1e-5)
-        assert torch.allclose(marginals[b, :n].sum(1), torch.ones(n), atol=1e-5)
+        expected = brute_force_marginals(crf, emissions[b], n)
+        assert torch.allclose(reference[b, :n], expected, atol=1e-5)
+        chosen = [expected[t, k].item() for t, k in enumerate(paths[b])]
+        assert scores[b] == pytest.approx(chosen, abs=1e-5)
 
 
-def test_probability_space_marginals_match_log_space_even_with_huge_emissions() -> None:
-    crf, emissions, mask = random_case(11, num_tags=5, lengths=[6, 4, 1])
-    expected = crf._log_space_marginals(emissions, mask)[mask]
-    assert torch.allclose(crf.marginals(emissions, mask)[mask], expected, atol=1e-5)
-    # Scores this far apart underflow float64 in probability space: the fallback must answer.
-    extreme = emissions * 2000
-    marginals = crf.marginals(extreme, mask)
-    assert torch.isfinite(marginals[mask]).all()
-    # At scores of ~1e4, float32 log space itself rounds by ~1e-3: compare at that precision.
-    assert torch.allclose(marginals[mask], crf._log_space_marginals(extreme, mask)[mask], atol=5e-3)
+def test_decode_survives_scores_that_underflow_probability_space() -> None:
+    crf, emissions, mask = constrained_case(11, scale=2000)
+    # The NumPy forward-backward gives up on these (scores ~1e4 apart); decode must not.
+    transitions, start, end = (x.detach().double().numpy() for x in crf.transition_scores)
+    lengths = mask.sum(1).numpy()
+    assert (
+        crf_decode.marginals(emissions.double().numpy(), lengths, transitions, start, end) is None
+    )
+    paths, scores = crf.decode(emissions, mask)
+    assert paths == crf_reference.viterbi(crf, emissions, mask)
+    reference = crf_reference.marginals(crf, emissions.double(), mask)
+    for b, path in enumerate(paths):
+        assert np.isfinite(scores[b]).all()
+        expected = [reference[b, t, k].item() for t, k in enumerate(path)]
+        # At scores of ~1e4, float32 log space itself rounds by ~1e-3: compare at that precision.
+        assert scores[b] == pytest.approx(expected, abs=5e-3)
 
 
 def test_log_partition_survives_scores_that_underflow_probability_space() -> None:
@@ -91,8 +132,7 @@ def test_log_partition_gradient_matches_log_space() -> None:
     crf.log_partition(emissions, mask).sum().backward()
     scaled_grad = emissions.grad.clone()
     emissions.grad = None
-    _, _, end = crf._scores()
-    torch.logsumexp(crf._alphas(emissions, mask)[:, -1] + end, dim=1).sum().backward()
+    crf_reference.log_partition(crf, emissions, mask).sum().backward()
     assert torch.allclose(scaled_grad, emissions.grad, atol=1e-5)
 
 
@@ -119,19 +159,28 @@ def test_constrained_decoding_never_emits_a_forbidden_transition(scheme: str) ->
     emissions = torch.randn(64, 9, len(labels)) * 5
     lengths = torch.randint(1, 10, (64,))
     mask = torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1)
-    for path in crf.viterbi(emissions, mask):
+    paths, _ = crf.decode(emissions, mask)
+    for path in paths:
         assert first_violation([labels[k] for k in path], scheme) is None  # type: ignore[arg-type]
 
 
 def test_padding_does_not_change_results() -> None:
     crf, emissions, _ = random_case(5, num_tags=5, lengths=[4])
+    # Padding past every sequence, as well as past a shorter one.
     padded = torch.cat([emissions, torch.randn(1, 3, 5)], dim=1)
+    unpadded_mask = torch.ones(1, 4, dtype=torch.bool)
     mask = torch.tensor([[True] * 4 + [False] * 3])
-    assert crf.viterbi(emissions, torch.ones(1, 4, dtype=torch.bool)) == crf.viterbi(padded, mask)
+    paths, scores = crf.decode(emissions, unpadded_mask)
+    padded_paths, padded_scores = crf.decode(padded, mask)
+    assert padded_paths == paths
+    assert padded_scores[0] == pytest.approx(scores[0], abs=1e-12)
     assert torch.allclose(
-        crf.log_partition(emissions, torch.ones(1, 4, dtype=torch.bool)),
-        crf.log_partition(padded, mask),
+        crf.log_partition(emissions, unpadded_mask), crf.log_partition(padded, mask)
     )
+    longer = torch.cat([padded, torch.randn(1, 7, 5)])
+    both = crf.decode(longer, torch.cat([mask, torch.ones(1, 7, dtype=torch.bool)]))
+    assert both[0][0] == paths[0]
+    assert both[1][0] == pytest.approx(scores[0], abs=1e-12)
 
 
 def test_bad_shapes_are_rejected_with_expected_and_actual() -> None:
@@ -139,22 +188,15 @@ def test_bad_shapes_are_rejected_with_expected_and_actual() -> None:
     with pytest.raises(
         ValueError, match="expected emissions of shape \\(batch, seq_len, 5\\), got \\(2, 3, 4\\)"
     ):
-        crf.viterbi(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
+        crf.decode(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_numpy_decode_equals_torch_viterbi_and_marginals(seed: int) -> None:
-    labels = labels_for(["PER", "LOC"], "BIOES")
-    crf = CRF(len(labels), allowed_transitions(labels, "BIOES"))
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        crf.transitions.normal_(0, 2)
-    emissions = torch.randn(16, 7, len(labels)) * 3
-    lengths = torch.randint(1, 8, (16,))
-    mask = torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)
+def test_decode_equals_reference_viterbi_and_marginals(seed: int) -> None:
+    crf, emissions, mask = constrained_case(seed, scale=3)
     paths, scores = crf.decode(emissions, mask)
-    assert paths == crf.viterbi(emissions, mask)
-    marginals = crf._log_space_marginals(emissions, mask)
+    assert paths == crf_reference.viterbi(crf, emissions, mask)
+    marginals = crf_reference.marginals(crf, emissions, mask)
     for b, path in enumerate(paths):
         expected = [marginals[b, t, k].item() for t, k in enumerate(path)]
         assert scores[b] == pytest.approx(expected, abs=1e-5)

@@ -24,7 +24,7 @@ def test_child_answers_equal_in_process_answers(tiny_bundle: ModelBundle) -> Non
     process = ModelProcess(predictor, "tiny", torch_threads=1)
     try:
         assert process.pid is not None and process.pid != os.getpid()
-        assert process(SENTENCES) == predictor.predict(SENTENCES)
+        assert process.predict(SENTENCES) == predictor.predict(SENTENCES)
     finally:
         process.close()
     assert not process._process.is_alive()
@@ -34,8 +34,8 @@ def test_an_error_fails_one_batch_and_the_child_goes_on(tiny_bundle: ModelBundle
     process = ModelProcess(Predictor(tiny_bundle), "tiny", torch_threads=1)
     try:
         with pytest.raises(ModelProcessError, match="model process tiny: TypeError"):
-            process([[1, 2]])  # type: ignore[list-item]
-        assert len(process(SENTENCES)) == 3
+            process.predict([[1, 2]])  # type: ignore[list-item]
+        assert len(process.predict(SENTENCES)) == 3
     finally:
         process.close()
 
@@ -45,7 +45,7 @@ def test_a_dead_child_is_reported_not_hung(tiny_bundle: ModelBundle) -> None:
     process._process.kill()
     process._process.join(5)
     with pytest.raises(ModelProcessError, match="model process tiny is gone"):
-        process(SENTENCES)
+        process.predict(SENTENCES)
     process.close()
 
 

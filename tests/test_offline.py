@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.service_helpers import tiny_app
+
+# Starts real processes (a tagserve serve or a tagserve command): see the slow marker.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = ["Harry Potter met Hermione Granger in London.", "", "  ", "Café 東京 🙂. Second one!"]

@@ -21,6 +21,9 @@ from tagserve.model.artifact import save
 from tests.conftest import make_bundle
 from tests.live_server import LiveServer, start_server
 
+# Starts real processes (a tagserve serve or a tagserve command): see the slow marker.
+pytestmark = pytest.mark.slow
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

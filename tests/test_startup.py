@@ -14,6 +14,9 @@ from fastapi.testclient import TestClient
 from tagserve.model.artifact import ArtifactError
 from tests.service_helpers import tiny_app
 
+# Starts real processes (a tagserve serve or a tagserve command): see the slow marker.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

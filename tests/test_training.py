@@ -161,7 +161,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 def test_config_unknown_key(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[data]\ntrain = "a"\ndev = "b"\n[training]\nepochz = 3\n')
-    with pytest.raises(ValueError, match=r"unknown keys in \[training\]: epochz"):
+    with pytest.raises(ValueError, match=r"unknown key in \[training\]: epochz"):
         load_config(path)
 
 
@@ -172,7 +172,7 @@ def test_config_overrides_change_one_value(tmp_path: Path) -> None:
     assert (config.model.rnn, config.model.bidirectional, config.training.lr) == ("gru", False, 0.5)
     with pytest.raises(ValueError, match=r"expected SECTION\.KEY=VALUE"):
         load_config(path, ["rnn=gru"])
-    with pytest.raises(ValueError, match=r"unknown keys in \[model\]: rnnn"):
+    with pytest.raises(ValueError, match=r"unknown key in \[model\]: rnnn"):
         load_config(path, ["model.rnnn=gru"])
 
 

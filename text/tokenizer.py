@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tagserve.model.card import TokenizerStyle
+
 _ABBREVIATIONS = (
     "Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Corp|Co|Ltd|Plc|vs|Gen|Gov|Sen|Rep|Lt|Col|Capt|Sgt|Prof|Rev|"
     "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|No|Mt|Ft|Bros|Messrs|Adm|Cmdr|Maj|Gens|"
@@ -53,7 +55,11 @@ _ATIS = (
     .replace(f"  | (?P<clitic>['’]{_CLITIC})\n", "")
     .replace(f"['’](?!{_CLITIC})(?={_LETTER})", f"['’](?={_LETTER})")
 )
-_PATTERNS = {"conll": re.compile(_CONLL, re.VERBOSE), "atis": re.compile(_ATIS, re.VERBOSE)}
+# One pattern per style a model card may name (tagserve.model.card.TokenizerStyle).
+_PATTERNS: dict[TokenizerStyle, re.Pattern[str]] = {
+    "conll": re.compile(_CONLL, re.VERBOSE),
+    "atis": re.compile(_ATIS, re.VERBOSE),
+}
 STYLES = tuple(_PATTERNS)
 # Runs of non-separating characters: no token crosses one's edge.
 _CHUNKS = re.compile(f"[^\\s{_INVISIBLE}]+")
@@ -68,7 +74,7 @@ class Token:
     end: int
 
 
-def tokenize(text: str, style: str = "conll") -> list[Token]:
+def tokenize(text: str, style: TokenizerStyle = "conll") -> list[Token]:
     """Split ``text`` into tokens in ``style`` (``conll`` or ``atis``); never raises."""
     pattern = _PATTERNS.get(style)
     if pattern is None:
@@ -90,6 +96,6 @@ def tokenize(text: str, style: str = "conll") -> list[Token]:
     return tokens
 
 
-def tokenize_by_pattern(text: str, style: str = "conll") -> list[Token]:
+def tokenize_by_pattern(text: str, style: TokenizerStyle = "conll") -> list[Token]:
     """The reference: the full pattern over the whole text (what :func:`tokenize` equals)."""
     return [Token(m.group(), m.start(), m.end()) for m in _PATTERNS[style].finditer(text)]

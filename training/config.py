@@ -1,12 +1,19 @@
-"""Training configuration read from TOML or YAML, validated before any work starts."""
+"""Training configuration read from TOML or YAML and validated (pydantic) before any data is
+read: a wrong type, an unknown key or choice, or a syntax error is one line naming the file
+and the key."""
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tagserve.model.card import TokenizerStyle
+from tagserve.model.config import Architecture
+from tagserve.model.schemes import Scheme
 
 DEFAULT_DATA_DIR = "../shared/data"
 
@@ -16,8 +23,11 @@ def data_dir(override: str | Path | None = None) -> Path:
     return Path(override or os.environ.get("TAGSERVE_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
-@dataclass
-class DataConfig:
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Section):
     """Where the data is; relative paths are resolved against the data directory."""
 
     train: str
@@ -27,111 +37,108 @@ class DataConfig:
     strict: bool = False
 
 
-@dataclass
-class ModelSection:
-    """Network choices (see :class:`model.config.TaggerConfig`) plus vocabulary choices."""
+class ModelSection(Architecture):
+    """The network's architecture (defaults in :class:`Architecture`) plus the label scheme
+    and the vocabulary choices, which the trainer turns into a ``TaggerConfig``."""
 
-    scheme: Literal["BIO", "BIOES"] = "BIOES"
-    word_dim: int = 50
-    casing_dim: int = 8
-    char_encoder: Literal["cnn", "lstm", "none"] = "cnn"
-    char_dim: int = 30
-    char_channels: int = 50
-    char_kernel: int = 3
-    max_word_chars: int = 30
-    rnn: Literal["lstm", "gru"] = "lstm"
-    hidden_size: int = 200
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.5
-    decoder: Literal["crf", "softmax"] = "crf"
-    glove_rows: int = 100_000
+    scheme: Scheme = "BIOES"
+    glove_rows: int = Field(100_000, ge=0)
     pretrained: bool = True
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     """Optimiser and schedule."""
 
-    epochs: int = 50
-    batch_size: int = 10
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(10, ge=1)
     optimizer: Literal["sgd", "adam", "nadam"] = "sgd"
-    lr: float = 0.015
-    momentum: float = 0.9
-    lr_decay: float = 0.05
-    weight_decay: float = 0.0
-    clip_norm: float = 5.0
-    word_dropout: float = 0.05
-    patience: int = 10
+    lr: float = Field(0.015, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    lr_decay: float = Field(0.05, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    clip_norm: float = Field(5.0, ge=0)
+    word_dropout: float = Field(0.05, ge=0, lt=1)
+    patience: int = Field(10, ge=1)
     seed: int = 42
-    max_minutes: float | None = None
+    max_minutes: float | None = Field(None, gt=0)
 
 
-@dataclass
-class ArtifactConfig:
-    """What the shipped model says about itself."""
+class ArtifactConfig(_Section):
+    """What the shipped model says about itself (its model card)."""
 
-    name: str = "model"
+    name: str = Field("model", min_length=1)
     version: str = "1.0.0"
     dataset: str = ""
     description: str = ""
-    # How the service must tokenize raw text for this model (see service/tokenizer.py).
-    tokenizer: Literal["conll", "atis"] = "conll"
+    # How the service must tokenize raw text for this model (see tagserve/text/tokenizer.py).
+    tokenizer: TokenizerStyle = "conll"
     lowercase: bool = False
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     """The whole training recipe."""
 
     data: DataConfig
-    model: ModelSection = field(default_factory=ModelSection)
-    training: OptimConfig = field(default_factory=OptimConfig)
-    artifact: ArtifactConfig = field(default_factory=ArtifactConfig)
+    model: ModelSection = Field(default_factory=ModelSection)
+    training: OptimConfig = Field(default_factory=OptimConfig)
+    artifact: ArtifactConfig = Field(default_factory=ArtifactConfig)
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a ``.toml``, ``.yaml`` or ``.yml`` file; unknown keys are errors that name the section.
+    """Read a ``.toml``, ``.yaml`` or ``.yml`` file, apply ``overrides`` and validate.
 
     ``overrides`` are ``section.key=value`` strings (value as a TOML literal, or a bare word),
-    so an ablation is the same command with one change.
+    so an ablation is the same command with one change. Every problem is a ``ValueError``
+    whose message names the file and the key.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    raw = _read(path)
+    for override in overrides or []:
+        section, key, value = _parse_override(override)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ValueError(f"{path}: [{section}] must be a table")
+        raw[section][key] = value
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ValueError(f"{path}: {_first_problem(error)}") from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: config file not found") from None
     if path.suffix == ".toml":
-        raw: Any = tomllib.loads(text)
+        try:
+            raw: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{path}: TOML syntax error: {error}") from None
     elif path.suffix in {".yaml", ".yml"}:
         import yaml
 
-        raw = yaml.safe_load(text)
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: YAML syntax error: {' '.join(str(error).split())}") from None
     else:
         raise ValueError(f"{path}: expected a .toml, .yaml or .yml config")
     if not isinstance(raw, dict) or "data" not in raw:
         raise ValueError(f"{path}: expected a [data] section with train and dev paths")
-    for override in overrides or []:
-        section, key, value = _parse_override(override)
-        raw.setdefault(section, {})[key] = value
-    sections: dict[str, type] = {
-        "data": DataConfig,
-        "model": ModelSection,
-        "training": OptimConfig,
-        "artifact": ArtifactConfig,
-    }
-    unknown = sorted(set(raw) - set(sections))
-    if unknown:
-        raise ValueError(f"{path}: unknown sections {', '.join(unknown)}")
-    built = {}
-    for name, cls in sections.items():
-        values = raw.get(name, {})
-        allowed = {f.name for f in fields(cls)}
-        extra = sorted(set(values) - allowed)
-        if extra:
-            raise ValueError(f"{path}: unknown keys in [{name}]: {', '.join(extra)}")
-        try:
-            built[name] = cls(**values)
-        except TypeError as error:
-            raise ValueError(f"{path}: [{name}]: {error}") from None
-    return TrainConfig(**built)
+    return raw
+
+
+def _first_problem(error: ValidationError) -> str:
+    """``[training] epochs: Input should be a valid integer (got 'five')``."""
+    first = error.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    if first["type"] == "extra_forbidden":
+        where = f"[{location[0]}]" if len(location) > 1 else "the top level"
+        return f"unknown key in {where}: {location[-1]}"
+    section = f"[{location[0]}] " if len(location) > 1 else ""
+    key = ".".join(location[1:]) or location[0]
+    got = f" (got {first['input']!r})" if first["type"] != "missing" else ""
+    return f"{section}{key}: {first['msg']}{got}"
 
 
 def _parse_override(text: str) -> tuple[str, str, Any]:

@@ -10,7 +10,7 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tagserve.model.artifact import ModelBundle, build_network, save
+from tagserve.model.artifact import ModelBundle, build_network, load, save
+from tagserve.model.card import ModelCard, TokenizerSpec
 from tagserve.model.config import TaggerConfig
 from tagserve.model.encoding import encode
 from tagserve.model.network import Tagger
 from tagserve.model.predictor import Predictor
-from tagserve.model.schemes import Scheme, convert, entity_types, labels_for
+from tagserve.model.schemes import convert, entity_types, labels_for
 from tagserve.model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
-from tagserve.training.config import TrainConfig, data_dir
+from tagserve.training.config import OptimConfig, TrainConfig, data_dir
 from tagserve.training.evaluate import evaluate
 from tagserve.training.glove import load_glove
 from tagserve.training.readers import Example, read_dataset
@@ -82,7 +83,9 @@ def pretrained_matrix(
 
 def with_frozen_rows(network: Tagger, frozen: torch.Tensor, labels: LabelSet) -> Tagger:
     """A copy of ``network`` whose word table is its trained rows followed by ``frozen`` rows."""
-    config = replace(network.config, num_words=network.config.num_words + frozen.size(0))
+    config = network.config.model_copy(
+        update={"num_words": network.config.num_words + frozen.size(0)}
+    )
     merged = build_network(config, labels).to(frozen.device)
     state = network.state_dict()
     state["word_embedding.weight"] = torch.cat([state["word_embedding.weight"], frozen])
@@ -105,6 +108,32 @@ def make_batches(
     return batches
 
 
+@dataclass
+class Splits:
+    """The examples of each data split (test optional)."""
+
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example] | None
+
+
+@dataclass
+class TrainingState:
+    """A network being trained and what turns it into a servable bundle at each checkpoint."""
+
+    network: Tagger
+    words: Vocabulary
+    chars: Vocabulary
+    labels: LabelSet
+    frozen_rows: torch.Tensor
+    train_data: list[tuple[list[str], list[int]]]
+
+    def bundle(self, card: ModelCard) -> ModelBundle:
+        """The network with its frozen GloVe rows appended, as a servable bundle."""
+        network = with_frozen_rows(self.network, self.frozen_rows, self.labels)
+        return ModelBundle(network, self.words, self.chars, self.labels, card)
+
+
 def train(
     config: TrainConfig,
     output: Path,
@@ -115,44 +144,77 @@ def train(
     """Train per ``config``, write the best-on-dev artifact to ``output`` and return its metrics."""
     started = time.monotonic()
     set_seed(config.training.seed)
-    root = data_dir(data_root)
-    section = config.model
-    scheme: Scheme = section.scheme
-    fmt = config.data.format
-    train_set = read_dataset(root / config.data.train, fmt, config.data.strict)
-    dev_set = read_dataset(root / config.data.dev, fmt, config.data.strict)
-    test_set = (
-        read_dataset(root / config.data.test, fmt, config.data.strict) if config.data.test else None
-    )
+    splits = read_splits(config, data_dir(data_root))
+    state = build_state(config, splits.train, device)
+    card = initial_card(config, device)
+    best_epoch, history = fit(state, splits.dev, config.training, card, output, progress)
+    return finish(output, device, splits, best_epoch, history, started)
 
+
+def read_splits(config: TrainConfig, root: Path) -> Splits:
+    """Read train, dev and (if configured) test, failing on the first malformed line."""
+    data = config.data
+
+    def read(relative: str) -> list[Example]:
+        return read_dataset(root / relative, data.format, data.strict)
+
+    return Splits(read(data.train), read(data.dev), read(data.test) if data.test else None)
+
+
+def build_state(config: TrainConfig, train_set: list[Example], device: str) -> TrainingState:
+    """Vocabularies, labels and a network initialised from GloVe."""
+    section = config.model
     glove_words, vectors = (
         load_glove(section.glove_rows) if section.pretrained else ([], np.zeros((0, 50)))
     )
-    words, chars, trainable_rows = build_vocabularies(train_set, glove_words)
-    types = sorted(entity_types([t for e in train_set for t in e.tags]))
-    labels = LabelSet(labels_for(types, scheme))
-    tagger_config = TaggerConfig(
-        num_words=trainable_rows,
-        num_chars=len(chars),
-        num_tags=len(labels),
-        **{k: v for k, v in asdict(section).items() if k not in {"glove_rows", "pretrained"}},
-    )
-    network = build_network(tagger_config, labels).to(device)
     if section.pretrained and section.word_dim != vectors.shape[1]:
         raise ValueError(
             f"word_dim must be {vectors.shape[1]} to use GloVe, got {section.word_dim}"
         )
+    words, chars, trainable_rows = build_vocabularies(train_set, glove_words)
+    types = sorted(entity_types([t for e in train_set for t in e.tags]))
+    labels = LabelSet(labels_for(types, section.scheme), section.scheme)
+    tagger_config = TaggerConfig(
+        num_words=trainable_rows,
+        num_chars=len(chars),
+        num_tags=len(labels),
+        **section.architecture(),
+    )
+    network = build_network(tagger_config, labels).to(device)
     matrix, found = pretrained_matrix(words, glove_words, vectors, section.word_dim)
     log.info("GloVe vectors for %d of %d words", found, len(words))
     with torch.no_grad():
         network.word_embedding.weight.copy_(matrix[:trainable_rows])
-    frozen_rows = matrix[trainable_rows:].to(device)
+    train_data = [
+        (e.tokens, [labels.index(t) for t in convert(e.tags, "BIO", section.scheme)])
+        for e in train_set
+    ]
+    return TrainingState(
+        network, words, chars, labels, matrix[trainable_rows:].to(device), train_data
+    )
 
-    def encode_tags(example: Example) -> list[int]:
-        return [labels.index(t) for t in convert(example.tags, "BIO", scheme)]
 
-    train_data = [(e.tokens, encode_tags(e)) for e in train_set]
-    opt = config.training
+def initial_card(config: TrainConfig, device: str) -> ModelCard:
+    """The model card before any score is known: identity, input contract, provenance."""
+    artifact = config.artifact
+    return ModelCard(
+        name=artifact.name,
+        version=artifact.version,
+        dataset=artifact.dataset,
+        description=artifact.description,
+        tokenizer=TokenizerSpec(style=artifact.tokenizer, lowercase=artifact.lowercase),
+        training={
+            "config": config.model_dump(mode="json"),
+            "device": device,
+            "machine": _machine(),
+        },
+    )
+
+
+def make_optimizer(
+    network: Tagger, opt: OptimConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The configured optimiser and its 1 / (1 + decay * epoch) learning-rate schedule."""
     optimizer: torch.optim.Optimizer
     if opt.optimizer == "sgd":
         optimizer = torch.optim.SGD(
@@ -167,51 +229,32 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda epoch: 1.0 / (1.0 + opt.lr_decay * epoch)
     )
+    return optimizer, scheduler
+
+
+def fit(
+    state: TrainingState,
+    dev_set: list[Example],
+    opt: OptimConfig,
+    card: ModelCard,
+    output: Path,
+    progress: bool,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Epochs until the budget, patience or time runs out; the best on dev is saved to
+    ``output``. Returns the best epoch and one record per epoch (also printed as JSON)."""
+    started = time.monotonic()
+    optimizer, scheduler = make_optimizer(state.network, opt)
     rng = random.Random(opt.seed)
-    metadata: dict[str, Any] = {
-        "name": config.artifact.name,
-        "version": config.artifact.version,
-        "dataset": config.artifact.dataset,
-        "description": config.artifact.description,
-        "scheme": scheme,
-        "entity_types": types,
-        "tokenizer": {"style": config.artifact.tokenizer, "lowercase": config.artifact.lowercase},
-        "training": {"config": _plain(config), "device": device, "machine": _machine()},
-    }
     best_f1, best_epoch, history = -1.0, 0, []
     for epoch in range(1, opt.epochs + 1):
-        network.train()
         epoch_start = time.monotonic()
-        total_loss = 0.0
-        batches = make_batches(train_data, opt.batch_size, rng)
-        for batch in tqdm(
-            batches, desc=f"epoch {epoch}", disable=not progress, leave=False, file=sys.stderr
-        ):
-            tokens = [b[0] for b in batch]
-            encoded = encode(tokens, words, chars, tagger_config.max_word_chars)
-            if opt.word_dropout > 0:
-                # Teach the <unk> row: some known words are hidden as if unseen.
-                dropped = torch.rand(encoded.words.shape) < opt.word_dropout
-                encoded.words[dropped & (encoded.words > 1)] = 1
-            encoded = encoded.to(device)
-            width = encoded.words.size(1)
-            gold = torch.tensor([t + [0] * (width - len(t)) for _, t in batch], device=device)
-            loss = network.loss(encoded, gold)
-            optimizer.zero_grad()
-            loss.backward()
-            if opt.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(network.parameters(), opt.clip_norm)
-            optimizer.step()
-            total_loss += loss.item() * len(batch)
+        loss = run_epoch(state, optimizer, opt, rng, progress, epoch)
         scheduler.step()
-        network.eval()
-        bundle = ModelBundle(
-            with_frozen_rows(network, frozen_rows, labels), words, chars, labels, metadata
-        )
+        bundle = state.bundle(card)
         dev_metrics = evaluate(Predictor(bundle, batch_size=256), dev_set)
         record = {
             "epoch": epoch,
-            "loss": round(total_loss / len(train_data), 4),
+            "loss": round(loss, 4),
             "dev_f1": round(dev_metrics["f1"], 2),
             "lr": round(optimizer.param_groups[0]["lr"], 6),
             "epoch_seconds": round(time.monotonic() - epoch_start, 1),
@@ -221,8 +264,9 @@ def train(
         print(json.dumps(record), flush=True)
         if dev_metrics["f1"] > best_f1:
             best_f1, best_epoch = dev_metrics["f1"], epoch
-            metadata["dev_metrics"] = _rounded(dev_metrics)
-            metadata["best_epoch"] = epoch
+            bundle.card = card.model_copy(
+                update={"dev_metrics": _rounded(dev_metrics), "best_epoch": epoch}
+            )
             save(bundle, output)
         elif epoch - best_epoch >= opt.patience:
             print(json.dumps({"early_stop": epoch, "best_epoch": best_epoch}), flush=True)
@@ -230,27 +274,74 @@ def train(
         if opt.max_minutes and (time.monotonic() - started) / 60 > opt.max_minutes:
             print(json.dumps({"time_limit": epoch, "best_epoch": best_epoch}), flush=True)
             break
-    from tagserve.model.artifact import load
+    return best_epoch, history
 
+
+def run_epoch(
+    state: TrainingState,
+    optimizer: torch.optim.Optimizer,
+    opt: OptimConfig,
+    rng: random.Random,
+    progress: bool,
+    epoch: int,
+) -> float:
+    """One pass over the training data; returns the mean loss per sentence."""
+    network = state.network
+    network.train()
+    device = next(network.parameters()).device
+    total_loss = 0.0
+    batches = make_batches(state.train_data, opt.batch_size, rng)
+    for batch in tqdm(
+        batches, desc=f"epoch {epoch}", disable=not progress, leave=False, file=sys.stderr
+    ):
+        tokens = [b[0] for b in batch]
+        encoded = encode(tokens, state.words, state.chars, network.config.max_word_chars)
+        if opt.word_dropout > 0:
+            # Teach the <unk> row: some known words are hidden as if unseen.
+            dropped = torch.rand(encoded.words.shape) < opt.word_dropout
+            encoded.words[dropped & (encoded.words > 1)] = 1
+        encoded = encoded.to(device)
+        width = encoded.words.size(1)
+        gold = torch.tensor([t + [0] * (width - len(t)) for _, t in batch], device=device)
+        loss = network.loss(encoded, gold)
+        optimizer.zero_grad()
+        loss.backward()
+        if opt.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(network.parameters(), opt.clip_norm)
+        optimizer.step()
+        total_loss += loss.item() * len(batch)
+    network.eval()
+    return total_loss / len(state.train_data)
+
+
+def finish(
+    output: Path,
+    device: str,
+    splits: Splits,
+    best_epoch: int,
+    history: list[dict[str, Any]],
+    started: float,
+) -> dict[str, Any]:
+    """Score the saved best model on dev (and test), write the scores into its card."""
     best = load(output, device)
     result: dict[str, Any] = {
         "best_epoch": best_epoch,
-        "dev": _rounded(evaluate(Predictor(best), dev_set)),
+        "dev": _rounded(evaluate(Predictor(best), splits.dev)),
     }
-    if test_set is not None:
-        result["test"] = _rounded(evaluate(Predictor(best), test_set))
-    seconds = time.monotonic() - started
-    best.metadata.update(
-        {
+    if splits.test is not None:
+        result["test"] = _rounded(evaluate(Predictor(best), splits.test))
+    minutes = round((time.monotonic() - started) / 60, 1)
+    best.card = best.card.model_copy(
+        update={
             "dev_metrics": result["dev"],
             "test_metrics": result.get("test"),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "training_minutes": round(seconds / 60, 1),
+            "training_minutes": minutes,
             "history": history,
         }
     )
     save(best, output)
-    result["training_minutes"] = round(seconds / 60, 1)
+    result["training_minutes"] = minutes
     result["history"] = history
     return result
 
@@ -265,10 +356,6 @@ def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = walk(metrics)
     return result
-
-
-def _plain(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
 
 
 def _machine() -> dict[str, Any]:

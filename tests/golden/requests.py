@@ -27,7 +27,7 @@ NER_TEMPLATES = [
     "{person} ( {place} ) beat {other} 6-4 7-5.",
     "{place} 1996-08-30\n{person} arrived in {place} with {org}.",
     "{person} works for {org}. {other} lives in {place}!",
-    "\"We will win,\" said {person}, the coach of {org}.",
+    '"We will win," said {person}, the coach of {org}.',
 ]
 SLOT_TEMPLATES = [
     "show me flights from {city} to {other} {day}",
@@ -95,7 +95,9 @@ def record(url: str) -> None:
     with httpx.Client(base_url=url, timeout=60) as client:
         for body in golden_requests():
             response = client.post("/tag", json=body)
-            answers.append({"request": body, "status": response.status_code, "body": response.json()})
+            answers.append(
+                {"request": body, "status": response.status_code, "body": response.json()}
+            )
     RESPONSES.write_text(json.dumps(answers, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
 
 
