@@ -64,7 +64,7 @@ def create_app(
             app.state.status = "draining"
             for loaded in app.state.models.values():
                 await loaded.batcher.close(settings.drain_timeout_s)
-                loaded.close_process()
+                loaded.close_worker()
 
     app = FastAPI(
         title="tagserve",
@@ -76,6 +76,7 @@ def create_app(
         **_NO_TELEMETRY,
     )
     app.state.settings = settings
+    app.state.api_keys = settings.all_api_keys()
     app.state.metrics = metrics
     app.state.status = "starting"
     app.state.models = {}

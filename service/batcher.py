@@ -6,6 +6,10 @@ model is idle) and runs the model in a single worker thread, so the event loop n
 on CPU work. While a batch runs, new sentences queue up and form the next one. Each
 sentence's future is resolved with its own result, so a request's answers come back in its
 order however its sentences were spread across batches.
+
+One request must never fail another: when the model raises on a batch, the batch's requests
+are run again one by one, so only the request that caused it gets an error. A worker that
+died or hung (:class:`WorkerUnavailable`) fails its batch with 503; it is being replaced.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tagserve.model.predictor import SentenceTagger, TaggedSentence
+from tagserve.service.model_worker import WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ class ModelFailure(Exception):
 
 @dataclass(slots=True)
 class _Pending:
+    request: int
     words: list[str]
     future: asyncio.Future[TaggedSentence]
 
@@ -75,6 +81,7 @@ class Batcher:
         self.batches = 0
         self.sentences = 0
         self.largest_batch = 0
+        self._requests = 0
 
     @property
     def waiting(self) -> int:
@@ -98,9 +105,10 @@ class Batcher:
             raise Overloaded(self.name, len(self._queue), self.max_queue)
         loop = asyncio.get_running_loop()
         futures = []
+        self._requests += 1
         for words in sentences:
             future: asyncio.Future[TaggedSentence] = loop.create_future()
-            self._queue.append(_Pending(words, future))
+            self._queue.append(_Pending(self._requests, words, future))
             futures.append(future)
         self._wakeup.set()
         return list(await asyncio.gather(*futures))
@@ -140,25 +148,43 @@ class Batcher:
             if not batch:
                 continue
             try:
-                results = await loop.run_in_executor(
-                    self._executor, self._tagger.predict, [p.words for p in batch]
+                await self._run_batch(loop, batch)
+            except WorkerUnavailable as error:
+                _fail(batch, error)
+            except Exception:
+                log.exception(
+                    "model %s failed on a batch of %d sentences; retrying its requests one by one",
+                    self.name,
+                    len(batch),
                 )
+                await self._retry_singly(loop, batch)
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        results = await loop.run_in_executor(
+            self._executor, self._tagger.predict, [p.words for p in batch]
+        )
+        self.batches += 1
+        self.sentences += len(batch)
+        self.largest_batch = max(self.largest_batch, len(batch))
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+    async def _retry_singly(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        """Each request of a failed batch on its own: only the one that fails gets an error."""
+        requests: dict[int, list[_Pending]] = {}
+        for pending in batch:
+            requests.setdefault(pending.request, []).append(pending)
+        for request in requests.values():
+            try:
+                await self._run_batch(loop, request)
+            except WorkerUnavailable as error:
+                _fail(request, error)
             except Exception as error:
-                log.exception("model %s failed on a batch of %d sentences", self.name, len(batch))
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(
-                            ModelFailure(f"model {self.name} failed: {type(error).__name__}")
-                        )
-                continue
-            self.batches += 1
-            self.sentences += len(batch)
-            self.largest_batch = max(self.largest_batch, len(batch))
-            if self._on_batch is not None:
-                self._on_batch(len(batch))
-            for pending, result in zip(batch, results, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(result)
+                log.exception("model %s failed on one request alone", self.name)
+                _fail(request, ModelFailure(f"model {self.name} failed: {type(error).__name__}"))
 
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
         """Give a part-full batch up to ``max_wait`` for more sentences to arrive."""
@@ -173,3 +199,9 @@ class Batcher:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except TimeoutError:
                 return
+
+
+def _fail(batch: list[_Pending], error: Exception) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(error)

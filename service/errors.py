@@ -10,7 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tagserve.service.auth import Unauthorized
 from tagserve.service.batcher import ModelFailure, Overloaded, ShuttingDown
+from tagserve.service.model_worker import WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ShuttingDown)
     async def shutting_down(_: Request, error: ShuttingDown) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, error: Unauthorized) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error)},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="tagserve"'},
+        )
+
+    @app.exception_handler(WorkerUnavailable)
+    async def worker_unavailable(_: Request, error: WorkerUnavailable) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)}
+        )
 
     @app.exception_handler(ModelFailure)
     async def model_failure(_: Request, error: ModelFailure) -> JSONResponse:

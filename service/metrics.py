@@ -36,6 +36,12 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.worker_restarts = Counter(
+            "tagserve_model_worker_restarts",
+            "model worker processes replaced after dying or overrunning the batch timeout",
+            ["model"],
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "tagserve_overload_rejections",
             "requests refused because the queue was full",

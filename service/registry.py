@@ -7,10 +7,10 @@ from functools import partial
 from typing import Any
 
 from tagserve.model.artifact import ArtifactError, ModelBundle, available, load
-from tagserve.model.predictor import Predictor
+from tagserve.model.predictor import Predictor, SentenceTagger
 from tagserve.service.batcher import Batcher
 from tagserve.service.metrics import Metrics
-from tagserve.service.model_process import ModelProcess
+from tagserve.service.model_worker import ModelWorker, WorkerStartError
 from tagserve.service.settings import Settings
 
 
@@ -21,16 +21,16 @@ class LoadedModel:
     name: str
     bundle: ModelBundle
     batcher: Batcher
-    process: ModelProcess | None = None
+    worker: ModelWorker | None = None
 
-    def process_alive(self) -> bool:
-        """False when the model's child process has died (true for in-thread models)."""
-        return self.process is None or self.process.alive
+    def worker_alive(self) -> bool:
+        """False while the model has no live worker process (true for in-thread models)."""
+        return self.worker is None or self.worker.alive
 
-    def close_process(self) -> None:
-        """Stop the model's child process, if it has one (after the batcher has drained)."""
-        if self.process is not None:
-            self.process.close()
+    def close_worker(self, timeout: float = 5.0) -> None:
+        """Stop the model's worker process, if it has one (after the batcher has drained)."""
+        if self.worker is not None:
+            self.worker.close(timeout)
 
     def info(self) -> dict[str, Any]:
         """What ``GET /models`` says about it."""
@@ -51,17 +51,18 @@ class LoadedModel:
 def load_models(
     settings: Settings, metrics: Metrics, in_processes: bool = False
 ) -> dict[str, LoadedModel]:
-    """Load every configured model or raise :class:`ArtifactError` naming the bad file.
+    """Load and check every configured model, or raise :class:`ArtifactError` naming the bad
+    file (or :class:`WorkerStartError`); on failure no worker process is left running.
 
-    With ``in_processes`` each model runs in a forked child (:mod:`service.model_process`);
-    only safe before the server has started threads, which is how ``tagserve serve`` calls it.
+    With ``in_processes`` each model is served by a worker process of its own
+    (:mod:`tagserve.service.model_worker`); otherwise by a predictor in this process.
     """
     names = settings.models or available(settings.models_dir)
     if not names:
         raise ArtifactError(
             settings.models_dir, "no model artifacts found (each needs a config.json)"
         )
-    # Every artifact is loaded and checked before any child process is started.
+    # Every artifact is loaded and checked before any worker process is started.
     bundles = {name: load(settings.models_dir / name) for name in names}
     if settings.default_model not in bundles:
         raise ArtifactError(
@@ -69,14 +70,23 @@ def load_models(
             f"default model {settings.default_model!r} is not among the loaded ones "
             f"({', '.join(bundles)})",
         )
+    workers = (
+        {name: _start_worker(name, settings, metrics) for name in bundles} if in_processes else {}
+    )
+    try:
+        for worker in workers.values():
+            worker.wait_ready()
+    except WorkerStartError:
+        for worker in workers.values():
+            worker.close(timeout=0)
+        raise
     loaded = {}
     for name, bundle in bundles.items():
-        predictor = Predictor(
+        tagger: SentenceTagger = workers.get(name) or Predictor(
             bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
         )
-        process = ModelProcess(predictor, name, settings.torch_threads) if in_processes else None
         batcher = Batcher(
-            process if process is not None else predictor,
+            tagger,
             name,
             settings.max_batch_size,
             settings.max_wait_ms,
@@ -84,8 +94,21 @@ def load_models(
             on_batch=metrics.batch_size.labels(model=name).observe,
         )
         metrics.queue_depth.labels(model=name).set_function(partial(_waiting, batcher))
-        loaded[name] = LoadedModel(name, bundle, batcher, process)
+        loaded[name] = LoadedModel(name, bundle, batcher, workers.get(name))
     return loaded
+
+
+def _start_worker(name: str, settings: Settings, metrics: Metrics) -> ModelWorker:
+    restarts = metrics.worker_restarts.labels(model=name)
+    return ModelWorker(
+        name,
+        settings.models_dir / name,
+        torch_threads=settings.torch_threads,
+        batch_size=settings.max_batch_size,
+        cache_words=settings.cache_words,
+        batch_timeout_s=settings.batch_timeout_s,
+        on_restart=restarts.inc,
+    )
 
 
 def _waiting(batcher: Batcher) -> float:

@@ -10,6 +10,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tagserve.service.auth import require_api_key
 from tagserve.service.errors import LimitExceeded, UnknownModel
 from tagserve.service.registry import LoadedModel
 from tagserve.service.schemas import (
@@ -44,6 +45,7 @@ AppSettings = Annotated[Settings, Depends(get_app_settings)]
 
 TAG_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
+    401: {"model": ErrorResponse, "description": "API key missing or wrong (TAGSERVE_API_KEYS)"},
     404: {
         "model": ErrorResponse,
         "description": "unknown model; the message lists the loaded ones",
@@ -56,6 +58,7 @@ TAG_ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post(
     "/tag",
+    dependencies=[Depends(require_api_key)],
     response_model=TagResponse,
     responses=TAG_ERRORS,
     summary="Tag raw or pre-tokenized text",
@@ -138,7 +141,13 @@ def _check_token_total(total: int, field: str, settings: Settings) -> None:
         )
 
 
-@router.get("/models", response_model=ModelsResponse, summary="The loaded models")
+@router.get(
+    "/models",
+    response_model=ModelsResponse,
+    summary="The loaded models",
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"model": ErrorResponse, "description": "API key missing or wrong"}},
+)
 async def list_models(models: Models, settings: AppSettings) -> dict[str, Any]:
     """Name, version, labels, data set and test scores of each loaded model."""
     return {"default": settings.default_model, "models": [m.info() for m in models.values()]}
@@ -154,17 +163,18 @@ async def list_models(models: Models, settings: AppSettings) -> dict[str, Any]:
 )
 async def health(request: Request) -> JSONResponse:
     """200 once the models are loaded; 503 before that, while draining for shutdown, and
-    when a model's process has died (so an orchestrator restarts the container)."""
+    while a model has no live worker process (one that died is replaced automatically)."""
     status = request.app.state.status
     if status == "ok":
-        down = [name for name, m in request.app.state.models.items() if not m.process_alive()]
+        down = [name for name, m in request.app.state.models.items() if not m.worker_alive()]
         if down:
-            status = f"model process down: {', '.join(down)}"
+            status = f"model worker down: {', '.join(down)}"
     return JSONResponse({"status": status}, status_code=200 if status == "ok" else 503)
 
 
 @router.get(
     "/metrics",
+    dependencies=[Depends(require_api_key)],
     response_class=Response,
     summary="Prometheus metrics",
     responses={
@@ -172,7 +182,8 @@ async def health(request: Request) -> JSONResponse:
             "content": {
                 "text/plain": {"example": 'tagserve_requests_total{route="/tag",status="200"} 3.0'}
             }
-        }
+        },
+        401: {"model": ErrorResponse, "description": "API key missing or wrong"},
     },
 )
 async def metrics(request: Request) -> Response:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 HARRY = "Harry Potter and Hermione Granger invented a new spell"
+# JSON can carry a lone UTF-16 surrogate ("\\ud800") that no UTF-8 text can hold.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_surrogates(text: str, where: str) -> None:
+    """Refuse text that cannot be encoded as UTF-8, at the edge, naming where it is."""
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise ValueError(
+            f"{where}lone surrogate U+{ord(found.group()):04X} at offset {found.start()} is "
+            "not valid Unicode text; send UTF-8 (or pair the surrogate)"
+        )
 
 
 class TagRequest(BaseModel):
@@ -37,6 +50,28 @@ class TagRequest(BaseModel):
     model: str | None = Field(
         None, max_length=100, description="model name (see GET /models); default `ner`"
     )
+
+    @field_validator("text")
+    @classmethod
+    def _text_is_valid_unicode(cls, value: str | None) -> str | None:
+        if value is not None:
+            _refuse_surrogates(value, "")
+        return value
+
+    @field_validator("texts")
+    @classmethod
+    def _texts_are_valid_unicode(cls, value: list[str] | None) -> list[str] | None:
+        for i, text in enumerate(value or []):
+            _refuse_surrogates(text, f"item {i}: ")
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_are_valid_unicode(cls, value: list[list[str]] | None) -> list[list[str]] | None:
+        for i, words in enumerate(value or []):
+            for j, word in enumerate(words):
+                _refuse_surrogates(word, f"item [{i}][{j}]: ")
+        return value
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> TagRequest:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tagserve.model.artifact import SHIPPED_MODELS_DIR
 
@@ -43,8 +44,15 @@ class Settings(BaseSettings):
     )
     model_process: bool = Field(
         True,
-        description="run each model in a child process of `tagserve serve` (its own GIL, so "
-        "model work and HTTP work do not wait on each other); false = a thread",
+        description="serve each model from a worker process of `tagserve serve` (its own GIL, "
+        "so model work and HTTP work do not wait on each other); false = a thread",
+    )
+    batch_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a model worker that takes longer on one batch is replaced; its requests "
+        "get 503",
     )
     cache_words: int = Field(
         50_000,
@@ -62,10 +70,62 @@ class Settings(BaseSettings):
         description="after SIGTERM, keep serving with /health = 503 this long (load balancers "
         "see it and stop routing) before closing the listener",
     )
+    keep_alive_s: int = Field(
+        75,
+        ge=1,
+        le=3600,
+        description="how long an idle client connection is kept open; keep it longer than the "
+        "idle timeout of any proxy or client in front (nginx 60 s, most load balancers 60 s, "
+        "httpx 5 s), so that the client, never the server, closes an idle connection",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys that /tag, /models and /metrics require as `Authorization: Bearer "
+        "KEY` (comma-separated or a JSON list); empty = open",
+        repr=False,
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description="a file with one key per line (a mounted Docker or Kubernetes secret), "
+        "added to api_keys",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list; empty = off"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [k for k in text.split(",")]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strip_keys(cls, value: list[str]) -> list[str]:
+        keys = [key.strip() for key in value]
+        if any(not key for key in keys):
+            raise ValueError("an API key must not be empty")
+        return keys
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"api_keys_file {value} is not a readable file")
+        return value
+
+    def all_api_keys(self) -> list[str]:
+        """The keys from ``api_keys`` and ``api_keys_file`` (blank lines and # comments
+        skipped)."""
+        keys = list(self.api_keys)
+        if self.api_keys_file is not None:
+            for line in self.api_keys_file.read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    keys.append(line.strip())
+        return keys
 
     @field_validator("models_dir")
     @classmethod

@@ -89,9 +89,30 @@
     if (selected) modelBox.value = selected;
   }
 
+  // A server started with TAGSERVE_API_KEYS answers 401: ask for a key once, keep it for
+  // this tab only (sessionStorage), and send it as a bearer token.
+  const KEY_STORE = "tagserve-api-key";
+  async function authorizedFetch(url, options = {}) {
+    const send = () => {
+      const key = sessionStorage.getItem(KEY_STORE);
+      const headers = { ...(options.headers || {}) };
+      if (key) headers.Authorization = `Bearer ${key}`;
+      return fetch(url, { ...options, headers });
+    };
+    let response = await send();
+    if (response.status === 401) {
+      const key = window.prompt("This tagserve server needs an API key:");
+      if (key) {
+        sessionStorage.setItem(KEY_STORE, key.trim());
+        response = await send();
+      }
+    }
+    return response;
+  }
+
   async function loadModels(wanted) {
     try {
-      const response = await fetch("models", { headers: { Accept: "application/json" } });
+      const response = await authorizedFetch("models", { headers: { Accept: "application/json" } });
       const body = await response.json();
       if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
       models = Object.fromEntries(body.models.map((m) => [m.name, m]));
@@ -195,7 +216,7 @@
     output.setAttribute("aria-busy", "true");
     const started = performance.now();
     try {
-      const response = await fetch("tag", {
+      const response = await authorizedFetch("tag", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
         body: JSON.stringify({ text, model }),

@@ -1,0 +1,110 @@
+"""Model worker processes: same answers as in-process, errors stay per batch, a dead or hung
+worker is replaced and counted, /health follows it, nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tagserve.model.artifact import load
+from tagserve.model.predictor import Predictor
+from tagserve.service.app import create_app
+from tagserve.service.metrics import Metrics
+from tagserve.service.model_worker import HANG_TOKEN_VARIABLE, ModelWorker, WorkerUnavailable
+from tagserve.service.registry import load_models
+from tagserve.service.settings import Settings
+from tests.prometheus import sample_value
+
+# Starts worker processes: see the slow marker.
+pytestmark = pytest.mark.slow
+
+SENTENCES = [["Harry", "Potter", "went", "to", "London"], ["x"], ["a", "b", "c"]]
+
+
+def _worker(path: Path, timeout_s: float = 20.0) -> ModelWorker:
+    worker = ModelWorker(
+        "tiny", path, torch_threads=1, batch_size=2, cache_words=100, batch_timeout_s=timeout_s
+    )
+    worker.wait_ready()
+    return worker
+
+
+def _wait_until(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_worker_answers_equal_in_process_answers(tiny_artifact: Path) -> None:
+    worker = _worker(tiny_artifact)
+    try:
+        assert worker.pid != os.getpid()
+        expected = Predictor(load(tiny_artifact), batch_size=2, cache_words=100)
+        assert worker.predict(SENTENCES) == expected.predict(SENTENCES)
+    finally:
+        worker.close()
+    assert not worker.alive
+
+
+def test_an_error_fails_one_batch_and_the_worker_goes_on(tiny_artifact: Path) -> None:
+    worker = _worker(tiny_artifact)
+    try:
+        with pytest.raises(TypeError):
+            worker.predict([[1, 2]])  # type: ignore[list-item]
+        assert len(worker.predict(SENTENCES)) == 3
+        assert worker.restarts == 0
+    finally:
+        worker.close()
+
+
+def test_a_killed_worker_is_replaced(tiny_artifact: Path) -> None:
+    worker = _worker(tiny_artifact)
+    try:
+        first = worker.pid
+        os.kill(first, 9)
+        assert _wait_until(lambda: worker.restarts == 1)
+        assert len(worker.predict(SENTENCES)) == 3
+        assert worker.alive and worker.restarts == 1
+    finally:
+        worker.close()
+
+
+def test_a_hung_worker_is_replaced_and_its_batch_gets_unavailable(
+    tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HANG_TOKEN_VARIABLE, "HANGME")
+    worker = _worker(tiny_artifact, timeout_s=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WorkerUnavailable, match=r"overran the batch timeout \(1 s\)"):
+            worker.predict([["a", "HANGME"]])
+        assert time.monotonic() - started < 5
+        assert len(worker.predict(SENTENCES)) == 3
+        assert worker.restarts == 1
+    finally:
+        worker.close()
+
+
+def test_health_follows_the_worker_and_recovers(tiny_artifact: Path) -> None:
+    settings = Settings(models_dir=tiny_artifact.parent, default_model="tiny")
+    metrics = Metrics()
+    models = load_models(settings, metrics, in_processes=True)
+    worker = models["tiny"].worker
+    assert worker is not None
+    with TestClient(create_app(settings, models, metrics)) as client:
+        assert client.post("/tag", json={"text": "Harry Potter"}).status_code == 200
+        os.kill(worker.pid, 9)
+        assert _wait_until(lambda: client.get("/health").status_code == 503, 5)
+        assert client.get("/health").json() == {"status": "model worker down: tiny"}
+        assert _wait_until(lambda: client.get("/health").status_code == 200)
+        assert client.post("/tag", json={"text": "Harry Potter"}).status_code == 200
+        text = client.get("/metrics").text
+        assert sample_value(text, "tagserve_model_worker_restarts_total", model="tiny") == 1
+    assert not worker.alive
