@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from tagserve.service.settings import Settings
 from tests.prometheus import has_sample, sample_value
 from tests.service_helpers import tiny_app
 
@@ -128,3 +129,38 @@ def test_cors_is_off_unless_configured(tiny_artifact: Path) -> None:
     with TestClient(tiny_app(tiny_artifact.parent, cors_origins=["https://example.com"])) as client:
         response = client.options("/tag", headers=headers)
         assert response.headers["access-control-allow-origin"] == "https://example.com"
+
+
+def test_api_keys_guard_tag_models_and_metrics_only(tiny_artifact: Path, tmp_path: Path) -> None:
+    secrets = tmp_path / "keys"
+    secrets.write_text("# mounted secret\nfile-key\n")
+    app = tiny_app(tiny_artifact.parent, api_keys="key-one, key-two", api_keys_file=secrets)
+    with TestClient(app) as client:
+        body = {"text": "Harry Potter"}
+        missing = client.post("/tag", json=body)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == 'Bearer realm="tagserve"'
+        assert "Authorization: Bearer KEY" in missing.json()["detail"]
+        wrong = client.post("/tag", json=body, headers={"Authorization": "Bearer key-three"})
+        assert wrong.status_code == 401
+        assert "key-three" not in wrong.text
+        for key in ("key-one", "key-two", "file-key"):
+            right = client.post("/tag", json=body, headers={"Authorization": f"Bearer {key}"})
+            assert right.status_code == 200
+        for path in ("/models", "/metrics"):
+            assert client.get(path).status_code == 401
+            assert client.get(path, headers={"Authorization": "Bearer key-one"}).status_code == 200
+        for path in ("/health", "/docs", "/", "/openapi.json", "/static/demo.js"):
+            assert client.get(path).status_code == 200, path
+
+
+def test_api_keys_never_appear_in_the_settings_repr(tiny_artifact: Path) -> None:
+    settings = Settings(models_dir=tiny_artifact.parent, api_keys="very-secret")
+    assert settings.all_api_keys() == ["very-secret"]
+    assert "very-secret" not in repr(settings) and "very-secret" not in str(settings)
+
+
+def test_without_keys_every_route_is_open(tiny_artifact: Path) -> None:
+    with TestClient(tiny_app(tiny_artifact.parent)) as client:
+        assert client.post("/tag", json={"text": "Harry"}).status_code == 200
+        assert client.get("/metrics").status_code == 200

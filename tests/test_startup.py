@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tagserve.model.artifact import ArtifactError
+from tests.processes import pids_with_environment
 from tests.service_helpers import tiny_app
 
 # Starts real processes (a tagserve serve or a tagserve command): see the slow marker.
@@ -38,7 +40,39 @@ def missing_config(directory: Path) -> str:
     return f"{directory / 'vocab.json'}: file is missing"
 
 
-CORRUPTIONS = [truncate_weights, unknown_labels, missing_config]
+def _edit_json(path: Path, **changes: object) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def unknown_tokenizer(directory: Path) -> str:
+    _edit_json(directory / "metadata.json", tokenizer={"style": "spacy", "lowercase": False})
+    return f"{directory / 'metadata.json'}: tokenizer.style: Input should be 'conll' or 'atis'"
+
+
+def bare_string_tokenizer(directory: Path) -> str:
+    _edit_json(directory / "metadata.json", tokenizer="spacy")
+    return f"{directory / 'metadata.json'}: tokenizer: Input should be a valid dictionary"
+
+
+def missing_labels(directory: Path) -> str:
+    (directory / "labels.json").unlink()
+    return f"{directory / 'labels.json'}: file is missing"
+
+
+def mismatched_dimensions(directory: Path) -> str:
+    _edit_json(directory / "config.json", hidden_size=24)
+    return f"{directory / 'weights.safetensors'}: weights do not match config.json"
+
+
+CORRUPTIONS = [
+    truncate_weights,
+    unknown_labels,
+    missing_config,
+    unknown_tokenizer,
+    bare_string_tokenizer,
+    missing_labels,
+    mismatched_dimensions,
+]
 
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS)
@@ -60,8 +94,9 @@ def test_serve_exits_with_one_line(tiny_artifact: Path, corrupt) -> None:  # typ
     else:
         models_dir = tiny_artifact.parent
         expected = f"tagserve: error: model artifact {corrupt(tiny_artifact)}"
+    mark = f"TAGSERVE_TEST_MARK={uuid.uuid4()}"
     env = {**os.environ, "TAGSERVE_MODELS_DIR": str(models_dir), "TAGSERVE_DEFAULT_MODEL": "tiny",
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
+           "PYTHONPATH": str(ROOT), "TAGSERVE_TEST_MARK": mark.partition("=")[2]}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "tagserve", "serve", "--port", "0"],
         env=env, capture_output=True, text=True, timeout=120,
@@ -70,6 +105,7 @@ def test_serve_exits_with_one_line(tiny_artifact: Path, corrupt) -> None:  # typ
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
     assert "Traceback" not in done.stderr
+    assert pids_with_environment(mark) == [], "a process of the failed server is still running"
 
 
 def test_serve_rejects_a_bad_port_before_loading_anything() -> None:
