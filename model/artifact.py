@@ -10,7 +10,7 @@ The word embedding is stored in float16 to keep artifacts small.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +53,8 @@ class ModelBundle:
     chars: Vocabulary
     labels: LabelSet
     card: ModelCard
+    # Sentence-level labels of the intent head, in its output order; empty without a head.
+    intents: list[str] = field(default_factory=list)
 
     @property
     def config(self) -> TaggerConfig:
@@ -74,9 +76,10 @@ def save(bundle: ModelBundle, directory: Path) -> None:
     _write_json(
         directory / VOCAB_FILE, {"words": bundle.words.tokens, "chars": bundle.chars.tokens}
     )
-    _write_json(
-        directory / LABELS_FILE, {"scheme": bundle.labels.scheme, "labels": bundle.labels.labels}
-    )
+    label_data: dict[str, Any] = {"scheme": bundle.labels.scheme, "labels": bundle.labels.labels}
+    if bundle.intents:
+        label_data["intents"] = bundle.intents
+    _write_json(directory / LABELS_FILE, label_data)
     _write_json(directory / METADATA_FILE, bundle.card.model_dump(mode="json"))
     tensors = {
         name: (value.half() if name in _HALF_PRECISION else value).detach().cpu().contiguous()
@@ -100,7 +103,9 @@ def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
     config = _validated(TaggerConfig, directory / CONFIG_FILE, config_data)
     card = _validated(ModelCard, directory / METADATA_FILE, _read_json(directory / METADATA_FILE))
     words, chars = _vocabularies(directory / VOCAB_FILE, _read_json(directory / VOCAB_FILE), config)
-    labels = _labels(directory / LABELS_FILE, _read_json(directory / LABELS_FILE), config)
+    label_data = _read_json(directory / LABELS_FILE)
+    labels = _labels(directory / LABELS_FILE, label_data, config)
+    intents = _intents(directory / LABELS_FILE, label_data, config)
     if legacy_scheme is not None and legacy_scheme != labels.scheme:
         raise ArtifactError(
             directory / CONFIG_FILE,
@@ -124,7 +129,7 @@ def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
         problem = " ".join(line.strip() for line in first_line[:3])
         raise ArtifactError(weights_path, f"weights do not match config.json: {problem}") from None
     network.to(device).eval()
-    return ModelBundle(network, words, chars, labels, card)
+    return ModelBundle(network, words, chars, labels, card, intents)
 
 
 def _validated(record: type[_Record], path: Path, data: Any) -> _Record:
@@ -187,6 +192,19 @@ def _labels(path: Path, data: Any, config: TaggerConfig) -> LabelSet:
             path, f"config.json expects {config.num_tags} tags, file has {len(labels)}"
         )
     return labels
+
+
+def _intents(path: Path, data: dict[str, Any], config: TaggerConfig) -> list[str]:
+    intents = data.get("intents", [])
+    if not isinstance(intents, list) or not all(isinstance(i, str) and i for i in intents):
+        raise ArtifactError(path, "intents: expected a list of non-empty strings")
+    if len(set(intents)) != len(intents):
+        raise ArtifactError(path, "intents: duplicate entries")
+    if len(intents) != config.num_intents:
+        raise ArtifactError(
+            path, f"intents: config.json expects {config.num_intents}, file has {len(intents)}"
+        )
+    return list(intents)
 
 
 def _read_json(path: Path) -> Any:

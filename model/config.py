@@ -43,3 +43,4 @@ class TaggerConfig(Architecture):
     num_words: int = Field(ge=1)
     num_chars: int = Field(ge=1)
     num_tags: int = Field(ge=1)
+    num_intents: int = Field(0, ge=0, description="0: no intent head")

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from tagserve.model.config import TaggerConfig
 from tagserve.model.crf import CRF
 from tagserve.model.encoding import EncodedBatch, padding_mask
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The encoder's states: padded (batch, seq_len, dim), or packed when the batch has
+    padding (so the output layer runs on real tokens only)."""
+
+    states: torch.Tensor | PackedSequence
+    lengths: torch.Tensor
+    total_length: int
+
+    def padded(self) -> torch.Tensor:
+        """(batch, seq_len, dim), zeros at padding."""
+        if not isinstance(self.states, PackedSequence):
+            return self.states
+        states, _ = pad_packed_sequence(
+            self.states, batch_first=True, total_length=self.total_length
+        )
+        return states
 
 
 class CharCNN(nn.Module):
@@ -72,9 +93,11 @@ class CharLSTM(nn.Module):
 class Tagger(nn.Module):
     """Sequence tagger; build from a :class:`TaggerConfig`, then load weights.
 
-    Stages: :meth:`features` → :meth:`emissions` → :meth:`decode` (inference) or :meth:`loss`
-    (training). Each stage takes the previous one's tensors, so inference can hand
-    :meth:`emissions` features gathered from a word cache built on :meth:`word_vectors`.
+    Stages: :meth:`features` → :meth:`encode` → :meth:`emissions` → :meth:`decode`, and for
+    a model with an intent head (``config.num_intents > 0``) :meth:`encode` →
+    :meth:`intent_logits` too; :meth:`loss` for training. Each stage takes the previous one's
+    tensors, so inference can hand :meth:`encode` features gathered from a word cache built
+    on :meth:`word_vectors`.
     """
 
     def __init__(self, config: TaggerConfig, allowed: set[tuple[int, int]] | None = None) -> None:
@@ -106,8 +129,17 @@ class Tagger(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
-        self.emission = nn.Linear(directions * config.hidden_size, config.num_tags)
+        state_dim = directions * config.hidden_size
+        self.emission = nn.Linear(state_dim, config.num_tags)
         self.crf = CRF(config.num_tags, allowed) if config.decoder == "crf" else None
+        # The sentence-level head (many-to-one over the same states): attention pooling
+        # beside max pooling, then a linear layer. Absent without intents, so artifacts
+        # without the head keep exactly their weights.
+        self.intent_attention: nn.Linear | None = None
+        self.intent_output: nn.Linear | None = None
+        if config.num_intents > 0:
+            self.intent_attention = nn.Linear(state_dim, 1)
+            self.intent_output = nn.Linear(2 * state_dim, config.num_intents)
 
     @property
     def input_dim(self) -> int:
@@ -136,34 +168,69 @@ class Tagger(nn.Module):
         features[mask] = real
         return features
 
-    def emissions(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Tag scores (batch, seq_len, num_tags) from :meth:`features` (or the word cache's)."""
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> Encoded:
+        """The recurrent encoder's states over :meth:`features` (or the word cache's)."""
         features = self.dropout(features)
         lengths = lengths.cpu()
         if bool((lengths == features.size(1)).all()):
             # No padding (always so for one sentence): packing would only add overhead.
-            encoded, _ = self.rnn(features)
-            return self.emission(self.dropout(encoded))
+            states, _ = self.rnn(features)
+            return Encoded(states, lengths, features.size(1))
         # Longest first already (the predictor sorts so): packing needs no reordering copy.
         longest_first = bool((lengths[:-1] >= lengths[1:]).all())
         packed = pack_padded_sequence(
             features, lengths, batch_first=True, enforce_sorted=longest_first
         )
-        packed_output, _ = self.rnn(packed)
+        packed_states, _ = self.rnn(packed)
+        return Encoded(packed_states, lengths, features.size(1))
+
+    def emissions(self, encoded: Encoded) -> torch.Tensor:
+        """Tag scores (batch, seq_len, num_tags)."""
+        if not isinstance(encoded.states, PackedSequence):
+            return self.emission(self.dropout(encoded.states))
         # The output layer on real tokens only, then padding (with zeros) back in.
-        scores = self.emission(self.dropout(packed_output.data))
+        scores = self.emission(self.dropout(encoded.states.data))
         emissions, _ = pad_packed_sequence(
-            packed_output._replace(data=scores), batch_first=True, total_length=features.size(1)
+            encoded.states._replace(data=scores),
+            batch_first=True,
+            total_length=encoded.total_length,
         )
         return emissions
 
-    def loss(self, batch: EncodedBatch, tags: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood per sentence (CRF) or per token (softmax)."""
-        emissions = self.emissions(self.features(batch), batch.lengths)
+    def intent_logits(self, encoded: Encoded) -> torch.Tensor:
+        """Sentence-level intent scores (batch, num_intents); only for a model with the head."""
+        if self.intent_attention is None or self.intent_output is None:
+            raise ValueError("this model has no intent head (config.num_intents is 0)")
+        states = encoded.padded()
+        mask = padding_mask(encoded.lengths.to(states.device), states.size(1))
+        weights = self.intent_attention(states).squeeze(2).masked_fill(~mask, float("-inf"))
+        attended = (weights.softmax(dim=1).unsqueeze(2) * states).sum(dim=1)
+        strongest = states.masked_fill(~mask.unsqueeze(2), float("-inf")).max(dim=1).values
+        pooled = torch.cat([attended, strongest], dim=1)
+        return self.intent_output(self.dropout(pooled))
+
+    def loss(
+        self,
+        batch: EncodedBatch,
+        tags: torch.Tensor,
+        intents: torch.Tensor | None = None,
+        tag_weight: float = 1.0,
+        intent_weight: float = 1.0,
+    ) -> torch.Tensor:
+        """Mean negative log-likelihood per sentence (CRF) or per token (softmax); with
+        ``intents`` (and an intent head) plus ``intent_weight`` times the intent
+        cross-entropy, so both heads train jointly on one encoder."""
+        encoded = self.encode(self.features(batch), batch.lengths)
+        emissions = self.emissions(encoded)
         mask = batch.mask
         if self.crf is not None:
-            return -self.crf.log_likelihood(emissions, tags, mask).mean()
-        return nn.functional.cross_entropy(emissions[mask], tags[mask])
+            tag_loss = -self.crf.log_likelihood(emissions, tags, mask).mean()
+        else:
+            tag_loss = nn.functional.cross_entropy(emissions[mask], tags[mask])
+        if intents is None:
+            return tag_loss
+        intent_loss = nn.functional.cross_entropy(self.intent_logits(encoded), intents)
+        return tag_weight * tag_loss + intent_weight * intent_loss
 
     def decode(
         self, emissions: torch.Tensor, lengths: torch.Tensor

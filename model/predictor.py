@@ -16,10 +16,12 @@ from tagserve.model.schemes import Span, spans_from_tags
 
 @dataclass(frozen=True, slots=True)
 class TaggedSentence:
-    """Tags and per-tag confidence (CRF marginal or softmax probability) of one sentence."""
+    """Tags and per-tag confidence (CRF marginal or softmax probability) of one sentence;
+    for a model with an intent head, every intent with its probability, most likely first."""
 
     tags: list[str]
     scores: list[float]
+    intents: list[tuple[str, float]] | None = None
 
     def spans(self, scheme: str) -> list[Span]:
         """Entity spans over token indices."""
@@ -84,12 +86,15 @@ class Predictor:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                paths, scores = self._decode([sentences[i] for i in chunk])
-                for i, path, score in zip(chunk, paths, scores, strict=True):
-                    results[i] = TaggedSentence([labels[k] for k in path], score)
+                paths, scores, intents = self._decode([sentences[i] for i in chunk])
+                for n, (i, path, score) in enumerate(zip(chunk, paths, scores, strict=True)):
+                    ranked = intents[n] if intents is not None else None
+                    results[i] = TaggedSentence([labels[k] for k in path], score, ranked)
         return [r for r in results if r is not None]
 
-    def _decode(self, sentences: list[list[str]]) -> tuple[list[list[int]], list[list[float]]]:
+    def _decode(
+        self, sentences: list[list[str]]
+    ) -> tuple[list[list[int]], list[list[float]], list[list[tuple[str, float]]] | None]:
         network = self.bundle.network
         if self.cache is None:
             config = self.bundle.config
@@ -98,4 +103,17 @@ class Predictor:
             features, lengths = network.features(batch), batch.lengths
         else:
             features, lengths = self.cache.batch(sentences)
-        return network.decode(network.emissions(features, lengths), lengths)
+        encoded = network.encode(features, lengths)
+        paths, scores = network.decode(network.emissions(encoded), lengths)
+        if not self.bundle.intents:
+            return paths, scores, None
+        probabilities = network.intent_logits(encoded).softmax(dim=1)
+        ranked = probabilities.sort(dim=1, descending=True)
+        names = self.bundle.intents
+        intents = [
+            [(names[k], p) for k, p in zip(row_index, row_value, strict=True)]
+            for row_index, row_value in zip(
+                ranked.indices.tolist(), ranked.values.tolist(), strict=True
+            )
+        ]
+        return paths, scores, intents

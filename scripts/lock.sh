@@ -27,7 +27,7 @@ compile() {
 
 # dev is resolved first and holds everything; the other groups are cut from it, so a package
 # has one version in every group.
-compile dev $upgrade --extra train --extra bench --extra test --extra lint
+compile dev $upgrade --extra train --extra bench --extra test --extra lint --extra client
 compile serve --upgrade --constraint requirements/dev.txt
 compile train --upgrade --constraint requirements/dev.txt --extra train
 compile bench --upgrade --constraint requirements/dev.txt --extra train --extra bench

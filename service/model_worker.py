@@ -130,7 +130,7 @@ class ModelWorker:
         except BrokenProcessPool:
             self._replace(pool, "died")
             raise WorkerUnavailable(self.name, "died") from None
-        return [TaggedSentence(tags, scores) for tags, scores in rows]
+        return [TaggedSentence(tags, scores, intents) for tags, scores, intents in rows]
 
     def _replace(self, pool: ProcessPoolExecutor, problem: str) -> None:
         """Kill ``pool``'s worker (once, whoever notices first) and start another."""
@@ -224,11 +224,13 @@ def _load_model(path: str, torch_threads: int, batch_size: int, cache_words: int
     _hang_token = os.environ.get(HANG_TOKEN_VARIABLE) or None
 
 
-def _predict(sentences: list[list[str]]) -> list[tuple[list[str], list[float]]]:
+def _predict(
+    sentences: list[list[str]],
+) -> list[tuple[list[str], list[float], list[tuple[str, float]] | None]]:
     assert _predictor is not None
     if _hang_token is not None and any(_hang_token in sentence for sentence in sentences):
         time.sleep(3600)
-    return [(t.tags, t.scores) for t in _predictor.predict(sentences)]
+    return [(t.tags, t.scores, t.intents) for t in _predictor.predict(sentences)]
 
 
 def _die_with_parent() -> None:

@@ -43,6 +43,7 @@ class LoadedModel:
             "scheme": self.bundle.labels.scheme,
             "entity_types": self.bundle.labels.entity_types,
             "labels": self.bundle.labels.labels,
+            "intents": self.bundle.intents,
             "test_metrics": _summary(card.test_metrics),
             "trained_at": card.trained_at,
         }
@@ -119,6 +120,5 @@ def _waiting(batcher: Batcher) -> float:
 def _summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     if not metrics:
         return None
-    return {
-        k: metrics[k] for k in ("precision", "recall", "f1", "sentences", "tokens") if k in metrics
-    }
+    keys = ("precision", "recall", "f1", "intent_accuracy", "frame_accuracy", "sentences", "tokens")
+    return {k: metrics[k] for k in keys if k in metrics}

@@ -73,13 +73,20 @@ async def tag(body: TagRequest, models: Models, settings: AppSettings) -> Respon
     loaded = models.get(name)
     if loaded is None:
         raise UnknownModel(name, sorted(models))
-    plans = make_plans(body, loaded, settings)
     bundle = loaded.bundle
+    if body.intent_top_k is not None and body.intent_top_k > len(bundle.intents):
+        raise LimitExceeded(
+            "intent_top_k",
+            f"{body.intent_top_k} exceeds the {len(bundle.intents)} intents model {name!r} has"
+            if bundle.intents
+            else f"model {name!r} has no intent head",
+        )
+    plans = make_plans(body, loaded, settings)
     tagged = await loaded.batcher.submit(model_inputs(plans, bundle.card.tokenizer))
-    payload = {
-        "model": {"name": loaded.name, "version": bundle.card.version},
-        "results": build_results(plans, tagged, bundle.labels.scheme),
-    }
+    results = build_results(
+        plans, tagged, bundle.labels.scheme, bool(bundle.intents), body.intent_top_k
+    )
+    payload = {"model": {"name": loaded.name, "version": bundle.card.version}, "results": results}
     return Response(orjson.dumps(payload), media_type="application/json")
 
 

@@ -35,6 +35,11 @@ class TagRequest(BaseModel):
                     "model": "slots",
                 },
                 {"tokens": [["Harry", "Potter", "visited", "London"]]},
+                {
+                    "text": "show me flights from boston to denver",
+                    "model": "slots",
+                    "intent_top_k": 3,
+                },
             ]
         },
     )
@@ -49,6 +54,13 @@ class TagRequest(BaseModel):
     )
     model: str | None = Field(
         None, max_length=100, description="model name (see GET /models); default `ner`"
+    )
+    intent_top_k: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="for a model with an intent head: also list the k most likely intents "
+        "(at most the model's number of intents)",
     )
 
     @field_validator("text")
@@ -100,10 +112,47 @@ class EntityOut(BaseModel):
     score: float = Field(description="lowest token score in the entity")
 
 
+class IntentChoice(BaseModel):
+    label: str
+    score: float = Field(ge=0, le=1, description="the intent head's probability")
+
+
+class IntentOut(BaseModel):
+    """The text's intent (one per text: a multi-sentence text gets the token-weighted mean of
+    its sentences' intent distributions)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "label": "atis_flight",
+                    "score": 0.994,
+                    "alternatives": [
+                        {"label": "atis_flight", "score": 0.994},
+                        {"label": "atis_airfare", "score": 0.004},
+                        {"label": "atis_flight#atis_airfare", "score": 0.001},
+                    ],
+                }
+            ]
+        }
+    )
+
+    label: str
+    score: float = Field(ge=0, le=1, description="the intent head's probability")
+    alternatives: list[IntentChoice] | None = Field(
+        None, description="the `intent_top_k` most likely intents, most likely first"
+    )
+
+
 class ResultOut(BaseModel):
     text: str
     tokens: list[TokenOut]
     entities: list[EntityOut]
+    intent: IntentOut | None = Field(
+        None,
+        description="only for models with an intent head (`slots`); null for an empty text. "
+        "Responses of other models have no `intent` key",
+    )
 
 
 class ModelRef(BaseModel):
@@ -185,6 +234,7 @@ class ModelInfo(BaseModel):
     scheme: str = Field(description="the model's internal scheme; responses always use IOB2")
     entity_types: list[str]
     labels: list[str]
+    intents: list[str] = Field(description="the intent head's labels; empty without a head")
     test_metrics: dict[str, Any] | None
     trained_at: str | None
 
@@ -195,7 +245,7 @@ class ModelsResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description="`ok`, `starting`, `draining` or `model process down: NAME`")
+    status: str = Field(description="`ok`, `starting`, `draining` or `model worker down: NAME`")
 
 
 class ErrorResponse(BaseModel):

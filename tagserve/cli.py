@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument(
+        "--force", action="store_true", help="overwrite an artifact already at --output"
+    )
+    train.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -91,6 +94,11 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         config = load_config(args.config, args.overrides)
+        if (args.output / "config.json").exists() and not args.force:
+            return _fail(
+                f"--output {args.output} already holds a model artifact; "
+                "pass --force to overwrite it"
+            )
         started = time.monotonic()
         result = train(
             config, args.output, args.device, args.data_dir, progress=not args.no_progress

@@ -18,7 +18,7 @@ GROUPS = {
     "serve": [],
     "train": ["train"],
     "bench": ["train", "bench"],
-    "dev": ["train", "bench", "test", "lint"],
+    "dev": ["train", "bench", "test", "lint", "client"],
 }
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 _SELF = "tagserve (pyproject.toml)"

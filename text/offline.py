@@ -28,6 +28,6 @@ def tag_lines(source: TextIO, sink: TextIO, model: str, batch_size: int) -> int:
     while chunk := list(islice(lines, batch_size)):
         plans = [plan_text(line, tokenizer, MAX_SENTENCE_TOKENS) for line in chunk]
         tagged = predictor.predict(model_inputs(plans, tokenizer))
-        for result in build_results(plans, tagged, scheme):
+        for result in build_results(plans, tagged, scheme, intents=bool(bundle.intents)):
             sink.write(orjson.dumps(result).decode() + "\n")
     return 0

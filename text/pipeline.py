@@ -13,9 +13,9 @@ from typing import Any
 
 from tagserve.model.card import TokenizerSpec
 from tagserve.model.predictor import TaggedSentence
-from tagserve.model.schemes import Scheme, convert, spans_from_tags
+from tagserve.model.schemes import Scheme, convert, repair_bio, spans_from_tags
 from tagserve.text.sentences import split_sentences
-from tagserve.text.tokenizer import Token, tokenize
+from tagserve.text.tokenizer import Token, is_identifier, tokenize
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,41 @@ def model_inputs(plans: list[TextPlan], tokenizer: TokenizerSpec) -> list[list[s
 
 
 def build_results(
-    plans: list[TextPlan], tagged: list[TaggedSentence], scheme: Scheme
+    plans: list[TextPlan],
+    tagged: list[TaggedSentence],
+    scheme: Scheme,
+    intents: bool = False,
+    intent_top_k: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One result per plan from the model's answers to :func:`model_inputs` (same order)."""
+    """One result per plan from the model's answers to :func:`model_inputs` (same order);
+    with ``intents`` (a model with an intent head) each result carries the text's intent."""
     answers = iter(tagged)
-    return [build_result(plan, [next(answers) for _ in plan.sentences], scheme) for plan in plans]
+    results = []
+    for plan in plans:
+        mine = [next(answers) for _ in plan.sentences]
+        result = build_result(plan, mine, scheme)
+        if intents:
+            result["intent"] = text_intent(mine, intent_top_k)
+        results.append(result)
+    return results
+
+
+def text_intent(tagged: list[TaggedSentence], top_k: int | None) -> dict[str, Any] | None:
+    """One intent per text: the token-weighted mean of its sentences' intent distributions
+    (a one-sentence text gets exactly its sentence's); None for a text with no tokens."""
+    totals: dict[str, float] = {}
+    tokens = sum(len(sentence.tags) for sentence in tagged)
+    for sentence in tagged:
+        for label, probability in sentence.intents or []:
+            totals[label] = totals.get(label, 0.0) + probability * len(sentence.tags) / tokens
+    if not totals:
+        return None
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
+    label, score = ranked[0]
+    intent: dict[str, Any] = {"label": label, "score": round(score, 4)}
+    if top_k is not None:
+        intent["alternatives"] = [{"label": k, "score": round(v, 4)} for k, v in ranked[:top_k]]
+    return intent
 
 
 def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -> dict[str, Any]:
@@ -73,6 +103,13 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
     for sentence, result in zip(plan.sentences, tagged, strict=True):
         tags = convert(result.tags, scheme, "BIO")
         scores = [round(s, 4) for s in result.scores]
+        # URLs, e-mail addresses, @handles and #hashtags are never part of an entity: they
+        # are O by rule (score 1), and an entity they interrupted is repaired around them.
+        identifiers = [i for i, token in enumerate(sentence) if is_identifier(token.text)]
+        if identifiers:
+            for i in identifiers:
+                tags[i], scores[i] = "O", 1.0
+            tags = repair_bio(tags)
         for token, tag, score in zip(sentence, tags, scores, strict=True):
             tokens.append(
                 {

@@ -1,7 +1,8 @@
 """Raw text → tokens with code-point offsets, in the CoNLL-2003 / ATIS style the models saw.
 
 One compiled regular expression; alternatives are tried in order at each position. Rules:
-URLs and e-mail addresses whole; abbreviations ("U.S.", "Mr.", "vs.", initials before a
+URLs, e-mail addresses, @handles and #hashtags whole (a hashtag needs a letter: "#1" is two
+tokens); abbreviations ("U.S.", "Mr.", "vs.", initials before a
 name) whole; numbers, dates and scores ("1,000", "3.5", ".778", "1996-08-22", "6-4",
 "1/2") whole, and a list number at a line start ("1."); at the very end of a text an
 abbreviation gives up its period ("in the U.S ."), as CoNLL writes it; "--" and "..." stay whole;
@@ -35,6 +36,8 @@ _ALNUM = r"[^\W_]"
 _CONLL = rf"""
     (?P<url>(?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?)\]}}'])
   | (?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)
+  | (?P<handle>(?<![\w@])@\w+)
+  | (?P<hashtag>(?<![\w#&])\#\w*{_LETTER}\w*)
   | (?P<final_abbrev>(?:{_LETTER}\.)+{_LETTER}(?=\.\s*$)|(?:{_ABBREVIATIONS})(?=\.\s*$))
   | (?P<abbrev>(?:{_LETTER}\.){{2,}}
       |(?:{_ABBREVIATIONS}|st|mr|mrs|ms|dr|jr|vs)\.(?!{_ALNUM})
@@ -61,6 +64,11 @@ _PATTERNS: dict[TokenizerStyle, re.Pattern[str]] = {
     "atis": re.compile(_ATIS, re.VERBOSE),
 }
 STYLES = tuple(_PATTERNS)
+# Tokens that name a place on the web or an account, never a person or a place in the text:
+# the pipeline keeps them out of entities.
+_IDENTIFIER = re.compile(
+    rf"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|@\w+|\#\w*{_LETTER}\w*"
+)
 # Runs of non-separating characters: no token crosses one's edge.
 _CHUNKS = re.compile(f"[^\\s{_INVISIBLE}]+")
 
@@ -94,6 +102,11 @@ def tokenize(text: str, style: TokenizerStyle = "conll") -> list[Token]:
                 break
             tokens.append(Token(match.group(), match.start(), match.end()))
     return tokens
+
+
+def is_identifier(token: str) -> bool:
+    """Whether a token is a URL, an e-mail address, an @handle or a #hashtag."""
+    return len(token) > 1 and _IDENTIFIER.fullmatch(token) is not None
 
 
 def tokenize_by_pattern(text: str, style: TokenizerStyle = "conll") -> list[Token]:

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tagserve.model.card import TokenizerStyle
 from tagserve.model.config import Architecture
@@ -44,6 +44,27 @@ class ModelSection(Architecture):
     scheme: Scheme = "BIOES"
     glove_rows: int = Field(100_000, ge=0)
     pretrained: bool = True
+    intents: bool = Field(
+        False, description="add the intent head (the training data must carry intent labels)"
+    )
+
+
+class CaseAugmentation(_Section):
+    """Share of training sentences shown, each epoch afresh, in another casing.
+
+    The word lookup is lower-cased already (GloVe 6B is), so only the character encoder and
+    the casing feature see case; a model trained on Reuters casing alone learns that
+    capitalisation marks names and finds none in lower-case text. Re-cased copies of the
+    sentences (tags unchanged) teach it the other cues (Mayhew et al., 2019)."""
+
+    lower: float = Field(0.0, ge=0, le=1, description="share shown all lower-case")
+    upper: float = Field(0.0, ge=0, le=1, description="share shown all upper-case")
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> CaseAugmentation:
+        if self.lower + self.upper > 1:
+            raise ValueError(f"lower + upper must be at most 1, got {self.lower + self.upper}")
+        return self
 
 
 class OptimConfig(_Section):
@@ -61,6 +82,12 @@ class OptimConfig(_Section):
     patience: int = Field(10, ge=1)
     seed: int = 42
     max_minutes: float | None = Field(None, gt=0)
+    tag_loss_weight: float = Field(1.0, ge=0)
+    intent_loss_weight: float = Field(1.0, ge=0)
+    select_by: Literal["f1", "intent_accuracy", "frame_accuracy"] = Field(
+        "f1", description="the dev metric that picks the saved epoch"
+    )
+    case_augmentation: CaseAugmentation = Field(default_factory=CaseAugmentation)
 
 
 class ArtifactConfig(_Section):

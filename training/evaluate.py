@@ -36,12 +36,47 @@ def score(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, Any]:
 
 
 def evaluate(predictor: Predictor, examples: list[Example]) -> dict[str, Any]:
-    """Tag ``examples`` with ``predictor`` and score against their gold tags."""
+    """Tag ``examples`` with ``predictor`` and score against their gold tags; for a model
+    with an intent head and data with intents, intent and semantic-frame accuracy too."""
     scheme: Scheme = predictor.scheme  # type: ignore[assignment]
     predictions = predictor.predict([e.tokens for e in examples])
     gold = [convert(e.tags, "BIO", "BIO") for e in examples]
     predicted = [convert(p.tags, scheme, "BIO") for p in predictions]
-    return score(gold, predicted)
+    metrics = score(gold, predicted)
+    if predictor.bundle.intents and any(e.intent is not None for e in examples):
+        intents = [p.intents[0][0] if p.intents else "" for p in predictions]
+        metrics.update(score_frames(examples, intents, gold, predicted))
+    return metrics
+
+
+def score_frames(
+    examples: list[Example],
+    intents: list[str],
+    gold_tags: list[list[str]],
+    predicted_tags: list[list[str]],
+) -> dict[str, Any]:
+    """Intent accuracy (exact label match, so ``atis_airfare#atis_flight`` must be predicted
+    whole) and semantic frame accuracy (intent and every slot right), in percent, with
+    per-intent counts. A gold intent the model never saw in training is simply an error."""
+    per_intent: dict[str, dict[str, Any]] = {}
+    right_intents = right_frames = 0
+    for example, intent, gold, predicted in zip(
+        examples, intents, gold_tags, predicted_tags, strict=True
+    ):
+        counts = per_intent.setdefault(str(example.intent), {"support": 0, "correct": 0})
+        counts["support"] += 1
+        if intent == example.intent:
+            counts["correct"] += 1
+            right_intents += 1
+            right_frames += gold == predicted
+    for counts in per_intent.values():
+        counts["accuracy"] = 100 * counts["correct"] / counts["support"]
+    total = max(len(examples), 1)
+    return {
+        "intent_accuracy": 100 * right_intents / total,
+        "frame_accuracy": 100 * right_frames / total,
+        "per_intent": dict(sorted(per_intent.items())),
+    }
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -59,4 +94,9 @@ def format_table(metrics: dict[str, Any]) -> str:
         f"{metrics['f1']:>10.2f}{support:>10d}"
     )
     lines.append(f"{metrics['sentences']} sentences, {metrics['tokens']} tokens")
+    if "intent_accuracy" in metrics:
+        lines.append(
+            f"intent accuracy {metrics['intent_accuracy']:.2f}, "
+            f"semantic frame accuracy {metrics['frame_accuracy']:.2f}"
+        )
     return "\n".join(lines)

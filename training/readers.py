@@ -13,10 +13,11 @@ DataFormat = Literal["conll", "bio", "auto"]
 
 @dataclass(frozen=True)
 class Example:
-    """One gold sentence."""
+    """One gold sentence, and its intent where the data has one (``label`` files)."""
 
     tokens: list[str]
     tags: list[str]
+    intent: str | None = None
 
 
 class DataError(Exception):
@@ -89,7 +90,10 @@ def read_conll(path: Path, strict: bool = False, scheme: Scheme = "BIO") -> list
 
 
 def read_seq_folder(path: Path, strict: bool = False, scheme: Scheme = "BIO") -> list[Example]:
-    """A folder with ``seq.in`` (tokens) and ``seq.out`` (tags), one sentence per line."""
+    """A folder with ``seq.in`` (tokens) and ``seq.out`` (tags), one sentence per line, and
+    optionally ``label`` (one intent per line; a multi-intent label such as
+    ``atis_airfare#atis_flight`` is kept whole, one class of its own, as the ATIS
+    literature scores it: by exact match)."""
     path = Path(path)
     inputs = _read_lines(path / "seq.in")
     outputs = _read_lines(path / "seq.out")
@@ -97,6 +101,19 @@ def read_seq_folder(path: Path, strict: bool = False, scheme: Scheme = "BIO") ->
         raise DataError(
             path / "seq.out", None, f"has {len(outputs)} lines but seq.in has {len(inputs)}"
         )
+    intents: list[str | None] = [None] * len(inputs)
+    if (path / "label").exists():
+        labels = _read_lines(path / "label")
+        if len(labels) != len(inputs):
+            raise DataError(
+                path / "label",
+                min(len(labels), len(inputs)) + 1,
+                f"has {len(labels)} lines but seq.in has {len(inputs)}: one intent per sentence",
+            )
+        for number, label in enumerate(labels, start=1):
+            if len(label.split()) != 1 and inputs[number - 1].strip():
+                raise DataError(path / "label", number, f"expected one intent label, got {label!r}")
+        intents = [label.strip() or None for label in labels]
     examples = []
     for number, (line_in, line_out) in enumerate(zip(inputs, outputs, strict=True), start=1):
         tokens, tags = line_in.split(), line_out.split()
@@ -111,7 +128,7 @@ def read_seq_folder(path: Path, strict: bool = False, scheme: Scheme = "BIO") ->
         for tag in tags:
             _check_tag(path / "seq.out", number, tag)
         _check_tags(path / "seq.out", number, tags, strict, scheme)
-        examples.append(Example(tokens, tags))
+        examples.append(Example(tokens, tags, intents[number - 1]))
     if not examples:
         raise DataError(path, None, "no sentences found")
     return examples

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,12 +27,13 @@ from tagserve.model.network import Tagger
 from tagserve.model.predictor import Predictor
 from tagserve.model.schemes import convert, entity_types, labels_for
 from tagserve.model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
-from tagserve.training.config import OptimConfig, TrainConfig, data_dir
+from tagserve.training.config import CaseAugmentation, OptimConfig, TrainConfig, data_dir
 from tagserve.training.evaluate import evaluate
 from tagserve.training.glove import load_glove
 from tagserve.training.readers import Example, read_dataset
 
 log = logging.getLogger(__name__)
+_Item = TypeVar("_Item", bound=tuple[Any, ...])
 
 
 def set_seed(seed: int) -> None:
@@ -93,14 +94,12 @@ def with_frozen_rows(network: Tagger, frozen: torch.Tensor, labels: LabelSet) ->
     return merged.eval()
 
 
-def make_batches(
-    examples: list[tuple[list[str], list[int]]], batch_size: int, rng: random.Random
-) -> list[list[tuple[list[str], list[int]]]]:
+def make_batches(examples: list[_Item], batch_size: int, rng: random.Random) -> list[list[_Item]]:
     """Shuffle, sort within pools of 50 batches by length (less padding), shuffle the batches."""
     shuffled = examples[:]
     rng.shuffle(shuffled)
     pool = batch_size * 50
-    batches: list[list[tuple[list[str], list[int]]]] = []
+    batches: list[list[_Item]] = []
     for start in range(0, len(shuffled), pool):
         chunk = sorted(shuffled[start : start + pool], key=lambda e: len(e[0]))
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
@@ -126,12 +125,14 @@ class TrainingState:
     chars: Vocabulary
     labels: LabelSet
     frozen_rows: torch.Tensor
-    train_data: list[tuple[list[str], list[int]]]
+    # (tokens, tag indices, intent index or -1)
+    train_data: list[tuple[list[str], list[int], int]]
+    intents: list[str]
 
     def bundle(self, card: ModelCard) -> ModelBundle:
         """The network with its frozen GloVe rows appended, as a servable bundle."""
         network = with_frozen_rows(self.network, self.frozen_rows, self.labels)
-        return ModelBundle(network, self.words, self.chars, self.labels, card)
+        return ModelBundle(network, self.words, self.chars, self.labels, card, self.intents)
 
 
 def train(
@@ -174,10 +175,12 @@ def build_state(config: TrainConfig, train_set: list[Example], device: str) -> T
     words, chars, trainable_rows = build_vocabularies(train_set, glove_words)
     types = sorted(entity_types([t for e in train_set for t in e.tags]))
     labels = LabelSet(labels_for(types, section.scheme), section.scheme)
+    intents = intent_labels(config, train_set)
     tagger_config = TaggerConfig(
         num_words=trainable_rows,
         num_chars=len(chars),
         num_tags=len(labels),
+        num_intents=len(intents),
         **section.architecture(),
     )
     network = build_network(tagger_config, labels).to(device)
@@ -185,13 +188,36 @@ def build_state(config: TrainConfig, train_set: list[Example], device: str) -> T
     log.info("GloVe vectors for %d of %d words", found, len(words))
     with torch.no_grad():
         network.word_embedding.weight.copy_(matrix[:trainable_rows])
+    intent_index = {intent: i for i, intent in enumerate(intents)}
     train_data = [
-        (e.tokens, [labels.index(t) for t in convert(e.tags, "BIO", section.scheme)])
+        (
+            e.tokens,
+            [labels.index(t) for t in convert(e.tags, "BIO", section.scheme)],
+            intent_index.get(e.intent or "", -1),
+        )
         for e in train_set
     ]
     return TrainingState(
-        network, words, chars, labels, matrix[trainable_rows:].to(device), train_data
+        network, words, chars, labels, matrix[trainable_rows:].to(device), train_data, intents
     )
+
+
+def intent_labels(config: TrainConfig, train_set: list[Example]) -> list[str]:
+    """The intent head's classes: every intent (multi-intent labels whole) seen in training,
+    sorted; empty when the config asks for no head."""
+    if not config.model.intents:
+        if config.training.select_by != "f1":
+            raise ValueError(
+                f"training.select_by = {config.training.select_by} needs model.intents = true"
+            )
+        return []
+    missing = sum(e.intent is None for e in train_set)
+    if missing:
+        raise ValueError(
+            f"model.intents is true but {missing} of {len(train_set)} training sentences have "
+            f"no intent (a seq.in/seq.out folder needs a label file: {config.data.train})"
+        )
+    return sorted({e.intent for e in train_set if e.intent is not None})
 
 
 def initial_card(config: TrainConfig, device: str) -> ModelCard:
@@ -245,7 +271,7 @@ def fit(
     started = time.monotonic()
     optimizer, scheduler = make_optimizer(state.network, opt)
     rng = random.Random(opt.seed)
-    best_f1, best_epoch, history = -1.0, 0, []
+    best_score, best_epoch, history = -1.0, 0, []
     for epoch in range(1, opt.epochs + 1):
         epoch_start = time.monotonic()
         loss = run_epoch(state, optimizer, opt, rng, progress, epoch)
@@ -256,14 +282,19 @@ def fit(
             "epoch": epoch,
             "loss": round(loss, 4),
             "dev_f1": round(dev_metrics["f1"], 2),
+            **{
+                f"dev_{name}": round(dev_metrics[name], 2)
+                for name in ("intent_accuracy", "frame_accuracy")
+                if name in dev_metrics
+            },
             "lr": round(optimizer.param_groups[0]["lr"], 6),
             "epoch_seconds": round(time.monotonic() - epoch_start, 1),
             "elapsed_minutes": round((time.monotonic() - started) / 60, 1),
         }
         history.append(record)
         print(json.dumps(record), flush=True)
-        if dev_metrics["f1"] > best_f1:
-            best_f1, best_epoch = dev_metrics["f1"], epoch
+        if dev_metrics[opt.select_by] > best_score:
+            best_score, best_epoch = dev_metrics[opt.select_by], epoch
             bundle.card = card.model_copy(
                 update={"dev_metrics": _rounded(dev_metrics), "best_epoch": epoch}
             )
@@ -294,7 +325,7 @@ def run_epoch(
     for batch in tqdm(
         batches, desc=f"epoch {epoch}", disable=not progress, leave=False, file=sys.stderr
     ):
-        tokens = [b[0] for b in batch]
+        tokens = [recase(b[0], opt.case_augmentation, rng) for b in batch]
         encoded = encode(tokens, state.words, state.chars, network.config.max_word_chars)
         if opt.word_dropout > 0:
             # Teach the <unk> row: some known words are hidden as if unseen.
@@ -302,8 +333,9 @@ def run_epoch(
             encoded.words[dropped & (encoded.words > 1)] = 1
         encoded = encoded.to(device)
         width = encoded.words.size(1)
-        gold = torch.tensor([t + [0] * (width - len(t)) for _, t in batch], device=device)
-        loss = network.loss(encoded, gold)
+        gold = torch.tensor([t + [0] * (width - len(t)) for _, t, _ in batch], device=device)
+        intents = torch.tensor([i for _, _, i in batch], device=device) if state.intents else None
+        loss = network.loss(encoded, gold, intents, opt.tag_loss_weight, opt.intent_loss_weight)
         optimizer.zero_grad()
         loss.backward()
         if opt.clip_norm > 0:
@@ -312,6 +344,18 @@ def run_epoch(
         total_loss += loss.item() * len(batch)
     network.eval()
     return total_loss / len(state.train_data)
+
+
+def recase(tokens: list[str], augmentation: CaseAugmentation, rng: random.Random) -> list[str]:
+    """The sentence as it is, or (with the configured probabilities) all lower- or upper-case."""
+    if augmentation.lower == augmentation.upper == 0:
+        return tokens
+    draw = rng.random()
+    if draw < augmentation.lower:
+        return [token.lower() for token in tokens]
+    if draw < augmentation.lower + augmentation.upper:
+        return [token.upper() for token in tokens]
+    return tokens
 
 
 def finish(

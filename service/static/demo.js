@@ -27,6 +27,7 @@
   const output = document.getElementById("output");
   const stats = document.getElementById("stats");
   const doc = document.getElementById("doc");
+  const intentLine = document.getElementById("intent");
   const legend = document.getElementById("legend");
   const tokenRows = document.querySelector("#tokens tbody");
 
@@ -129,6 +130,17 @@
   }
 
   // The service counts offsets in code points; JS strings index UTF-16 units.
+  // Models with an intent head (slots) answer the text's intent: shown above the slots.
+  function renderIntent(intent) {
+    intentLine.hidden = !intent;
+    if (!intent) return;
+    intentLine.replaceChildren(
+      el("span", "intent-name", "Intent "),
+      el("strong", "intent-label", intent.label),
+      el("span", "intent-score", ` ${(100 * intent.score).toFixed(1)}%`),
+    );
+  }
+
   function renderDoc(text, entities) {
     const chars = Array.from(text);
     doc.replaceChildren();
@@ -234,6 +246,7 @@
       }
       clearError();
       const [result] = body.results;
+      renderIntent(result.intent);
       renderDoc(result.text, result.entities);
       renderTokens(result.tokens);
       const n = result.entities.length;

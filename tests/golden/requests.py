@@ -1,9 +1,10 @@
 """A fixed set of 200 ``POST /tag`` bodies (hand-written vocabulary, a seeded mix), and a
 recorder for their answers.
 
-The answers in ``responses.json`` were recorded from a server of the code before the
+The answers in ``responses.json`` were first recorded from a server of the code before the
 package move (``python -m tests.golden.requests URL``); ``test_golden_responses.py`` replays
-the bodies and requires identical status codes and bodies.
+the bodies and requires identical status codes and bodies. They are re-recorded only for a
+change of behaviour that is meant (the commit that does it says which answers changed).
 """
 
 from __future__ import annotations
