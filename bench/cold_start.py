@@ -1,7 +1,8 @@
 """Cold start and memory: seconds from process start to /health 200, and the server's memory.
 
-Memory is the server process plus its model processes (forked children that share the
-parent's pages): RSS summed over them counts shared pages twice, PSS counts them once.
+Memory is the server process plus its model worker processes (spawned, so they share only
+file-backed pages such as torch's libraries with it): RSS summed over them counts shared
+pages in each, PSS divides them among the processes.
 
 python -m bench.cold_start [--runs 3]
 """

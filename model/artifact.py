@@ -91,6 +91,11 @@ def save(bundle: ModelBundle, directory: Path) -> None:
         path.chmod(0o644)
 
 
+def save_card(directory: Path, card: ModelCard) -> None:
+    """Rewrite only ``metadata.json`` (e.g. to add scores measured after training)."""
+    _write_json(Path(directory) / METADATA_FILE, card.model_dump(mode="json"))
+
+
 def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
     """Load and check an artifact onto ``device`` in eval mode, or raise :class:`ArtifactError`
     naming the file and the field at fault."""

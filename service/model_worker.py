@@ -64,11 +64,12 @@ class ModelWorker:
         batch_size: int,
         cache_words: int,
         batch_timeout_s: float,
+        device: str = "cpu",
         start_timeout_s: float = 120.0,
         on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
-        self._initargs = (str(path), torch_threads, batch_size, cache_words)
+        self._initargs = (str(path), torch_threads, batch_size, cache_words, device)
         self.batch_timeout_s = batch_timeout_s
         self.start_timeout_s = start_timeout_s
         self._on_restart = on_restart
@@ -208,8 +209,10 @@ _predictor: Predictor | None = None
 _hang_token: str | None = None
 
 
-def _load_model(path: str, torch_threads: int, batch_size: int, cache_words: int) -> None:
-    """The worker's initializer: threads first, then the model."""
+def _load_model(
+    path: str, torch_threads: int, batch_size: int, cache_words: int, device: str = "cpu"
+) -> None:
+    """The worker's initializer: threads first, then the model (onto ``device``)."""
     global _predictor, _hang_token
     # The server owns shutdown (it drains first, then stops us): its signals are not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -220,7 +223,7 @@ def _load_model(path: str, torch_threads: int, batch_size: int, cache_words: int
     from tagserve.model.artifact import load
 
     torch.set_num_threads(torch_threads)
-    _predictor = Predictor(load(Path(path)), batch_size=batch_size, cache_words=cache_words)
+    _predictor = Predictor(load(Path(path), device), batch_size=batch_size, cache_words=cache_words)
     _hang_token = os.environ.get(HANG_TOKEN_VARIABLE) or None
 
 

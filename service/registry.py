@@ -63,8 +63,10 @@ def load_models(
         raise ArtifactError(
             settings.models_dir, "no model artifacts found (each needs a config.json)"
         )
-    # Every artifact is loaded and checked before any worker process is started.
-    bundles = {name: load(settings.models_dir / name) for name in names}
+    # Every artifact is loaded and checked before any worker process is started. With worker
+    # processes this one only needs the model cards and labels, so it keeps them on the CPU.
+    device = "cpu" if in_processes else settings.device
+    bundles = {name: load(settings.models_dir / name, device) for name in names}
     if settings.default_model not in bundles:
         raise ArtifactError(
             settings.models_dir / settings.default_model,
@@ -81,6 +83,10 @@ def load_models(
         for worker in workers.values():
             worker.close(timeout=0)
         raise
+    if workers:
+        # The workers hold the weights; this process needs only cards, labels and sizes.
+        for bundle in bundles.values():
+            bundle.network.to("meta")
     loaded = {}
     for name, bundle in bundles.items():
         tagger: SentenceTagger = workers.get(name) or Predictor(
@@ -105,6 +111,7 @@ def _start_worker(name: str, settings: Settings, metrics: Metrics) -> ModelWorke
         name,
         settings.models_dir / name,
         torch_threads=settings.torch_threads,
+        device=settings.device,
         batch_size=settings.max_batch_size,
         cache_words=settings.cache_words,
         batch_timeout_s=settings.batch_timeout_s,
@@ -120,5 +127,15 @@ def _waiting(batcher: Batcher) -> float:
 def _summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     if not metrics:
         return None
-    keys = ("precision", "recall", "f1", "intent_accuracy", "frame_accuracy", "sentences", "tokens")
+    keys = (
+        "precision",
+        "recall",
+        "f1",
+        "f1_lower",
+        "f1_upper",
+        "intent_accuracy",
+        "frame_accuracy",
+        "sentences",
+        "tokens",
+    )
     return {k: metrics[k] for k in keys if k in metrics}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tagserve.model.artifact import SHIPPED_MODELS_DIR
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     max_sentence_tokens: int = Field(200, ge=8, description="longer sentences are tagged in pieces")
     torch_threads: int = Field(
         1, ge=1, le=256, description="torch intra-op threads for the model worker"
+    )
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="models run on this device; cuda needs a GPU"
     )
     model_process: bool = Field(
         True,
@@ -93,6 +97,21 @@ class Settings(BaseSettings):
         default_factory=list, description="CORS allow-list; empty = off"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
+
+    @field_validator("device")
+    @classmethod
+    def _device_available(cls, value: str) -> str:
+        if value == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                # A custom error, so the message is not prefixed with pydantic's "Value error, ".
+                raise PydanticCustomError(
+                    "device_unavailable",
+                    "cuda requested but no CUDA device is available (torch {version})",
+                    {"version": torch.__version__},
+                )
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

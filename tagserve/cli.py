@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluate.add_argument("--format", choices=["conll", "bio", "auto"], default="auto")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    evaluate.add_argument(
+        "--casing",
+        choices=["as-is", "lower", "upper"],
+        default="as-is",
+        help="re-case every token of the data first (tags unchanged): how the model fares on "
+        "text typed in another casing",
+    )
 
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
@@ -59,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     tag.add_argument("--model", default="ner", help="shipped model name or artifact directory")
     tag.add_argument("--output", type=Path, default=None, help="JSON lines file (default: stdout)")
     tag.add_argument("--batch-size", type=int, default=64, help="lines tagged together")
+    tag.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes tagging chunks of lines (default 1: tag in this process)",
+    )
+    tag.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -119,7 +133,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from tagserve.model.artifact import ArtifactError, resolve
     from tagserve.model.predictor import Predictor
-    from tagserve.training.evaluate import evaluate, format_table
+    from tagserve.training.evaluate import evaluate, format_table, recase_example
     from tagserve.training.readers import DataError, read_dataset
 
     try:
@@ -127,6 +141,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         examples = read_dataset(args.data, args.format)
     except (ArtifactError, DataError) as error:
         return _fail(str(error))
+    if args.casing != "as-is":
+        examples = [recase_example(example, args.casing) for example in examples]
     metrics = evaluate(predictor, examples)
     print(format_table(metrics))
     if args.json:
@@ -142,10 +158,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tag(args: argparse.Namespace) -> int:
+    from tagserve.text.bulk import progress_bar, tag_lines_parallel
     from tagserve.text.offline import tag_lines
 
     if args.batch_size < 1:
         return _fail(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return _fail(
+                "--device: cuda requested but no CUDA device is available "
+                f"(torch {torch.__version__})"
+            )
     with contextlib.ExitStack() as files:
         try:
             source = (
@@ -160,8 +187,15 @@ def _tag(args: argparse.Namespace) -> int:
             )
         except OSError as error:
             return _fail(f"cannot open {error.filename}: {error.strerror}")
+        progress = files.enter_context(
+            progress_bar(None if args.input == "-" else Path(args.input))
+        )
         try:
-            return tag_lines(source, sink, args.model, args.batch_size)
+            if args.workers == 1:
+                return tag_lines(source, sink, args.model, args.batch_size, args.device, progress)
+            return tag_lines_parallel(
+                source, sink, args.model, args.batch_size, args.workers, args.device, progress
+            )
         except UnicodeDecodeError as error:
             return _fail(f"{args.input}: not UTF-8 text ({error.reason} at byte {error.start})")
 

@@ -50,6 +50,8 @@ __all__ = [
     "AsyncTagserveClient",
     "Entity",
     "Health",
+    "Intent",
+    "IntentChoice",
     "ModelInfo",
     "Models",
     "Result",
@@ -97,12 +99,32 @@ class Entity:
 
 
 @dataclass(frozen=True)
+class IntentChoice:
+    """One intent and the model's probability for it."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Intent:
+    """The text's intent (models with an intent head only); ``alternatives`` holds the
+    ``intent_top_k`` most likely ones when asked for, most likely first."""
+
+    label: str
+    score: float
+    alternatives: tuple[IntentChoice, ...] = ()
+
+
+@dataclass(frozen=True)
 class Result:
-    """The answer for one input text (or one token list)."""
+    """The answer for one input text (or one token list); ``intent`` is None for a model
+    without an intent head (and for an empty text)."""
 
     text: str
     tokens: tuple[Token, ...]
     entities: tuple[Entity, ...]
+    intent: Intent | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +169,11 @@ class Health:
 
 
 def _tag_body(
-    text: str | None, texts: list[str] | None, tokens: list[list[str]] | None, model: str | None
+    text: str | None,
+    texts: list[str] | None,
+    tokens: list[list[str]] | None,
+    model: str | None,
+    intent_top_k: int | None = None,
 ) -> dict[str, Any]:
     given = {
         name: value
@@ -161,6 +187,8 @@ def _tag_body(
     body: dict[str, Any] = dict(given)
     if model is not None:
         body["model"] = model
+    if intent_top_k is not None:
+        body["intent_top_k"] = intent_top_k
     return body
 
 
@@ -173,6 +201,13 @@ def _entity(item: dict[str, Any]) -> Entity:
     return Entity(item["label"], item["text"], item["start"], item["end"], item["score"])
 
 
+def _intent(item: dict[str, Any] | None) -> Intent | None:
+    if item is None:
+        return None
+    choices = tuple(IntentChoice(c["label"], c["score"]) for c in item.get("alternatives") or [])
+    return Intent(item["label"], item["score"], choices)
+
+
 def _parse_tag(payload: dict[str, Any]) -> TagResponse:
     return TagResponse(
         model_name=payload["model"]["name"],
@@ -182,6 +217,7 @@ def _parse_tag(payload: dict[str, Any]) -> TagResponse:
                 text=result["text"],
                 tokens=tuple(map(_token, result["tokens"])),
                 entities=tuple(map(_entity, result["entities"])),
+                intent=_intent(result.get("intent")),
             )
             for result in payload["results"]
         ),
@@ -298,9 +334,11 @@ class TagserveClient:
         texts: list[str] | None = None,
         tokens: list[list[str]] | None = None,
         model: str | None = None,
+        intent_top_k: int | None = None,
     ) -> TagResponse:
-        """Tag one ``text``, several ``texts`` or pre-tokenized ``tokens`` (exactly one)."""
-        body = _tag_body(text, texts, tokens, model)
+        """Tag one ``text``, several ``texts`` or pre-tokenized ``tokens`` (exactly one);
+        ``intent_top_k`` asks a model with an intent head for its k most likely intents."""
+        body = _tag_body(text, texts, tokens, model, intent_top_k)
         return _parse_tag(self._send("POST", "/tag", body).json())
 
     def models(self) -> Models:
@@ -366,9 +404,11 @@ class AsyncTagserveClient:
         texts: list[str] | None = None,
         tokens: list[list[str]] | None = None,
         model: str | None = None,
+        intent_top_k: int | None = None,
     ) -> TagResponse:
-        """Tag one ``text``, several ``texts`` or pre-tokenized ``tokens`` (exactly one)."""
-        body = _tag_body(text, texts, tokens, model)
+        """Tag one ``text``, several ``texts`` or pre-tokenized ``tokens`` (exactly one);
+        ``intent_top_k`` asks a model with an intent head for its k most likely intents."""
+        body = _tag_body(text, texts, tokens, model, intent_top_k)
         return _parse_tag((await self._send("POST", "/tag", body)).json())
 
     async def models(self) -> Models:

@@ -264,3 +264,36 @@ def test_docs_render_offline(tab: Tab) -> None:
     screenshot(page, "docs.png")
     assert any(url.endswith("/openapi.json") for url in tab.requests)
     tab.assert_clean()
+
+
+def test_the_demo_page_asks_for_a_key_when_the_server_needs_one(
+    browser: Browser, shipped_models_dir: Path
+) -> None:
+    server = start_server(shipped_models_dir, api_keys="demo-key", models='["ner"]')
+    context = browser.new_context()
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    prompts: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        prompts.append(dialog.message)
+        dialog.accept("demo-key")
+
+    page.on("dialog", answer)
+    page.route(
+        "**/*",
+        lambda route: (
+            route.continue_() if urlparse(route.request.url).hostname in LOOPBACK else route.abort()
+        ),
+    )
+    try:
+        page.goto(server.url + "/")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        page.get_by_label("Text", exact=True).fill(HARRY)
+        page.get_by_role("button", name="Tag", exact=True).click()
+        expect(page.locator("#doc mark.entity")).to_have_count(2)
+        assert prompts == ["This tagserve server needs an API key:"]
+        assert page.evaluate("sessionStorage.getItem('tagserve-api-key')") == "demo-key"
+    finally:
+        context.close()
+        server.stop()

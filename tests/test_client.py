@@ -20,6 +20,8 @@ from tagserve.client import (
     AsyncTagserveClient,
     Entity,
     Health,
+    Intent,
+    IntentChoice,
     Models,
     Result,
     TagResponse,
@@ -314,3 +316,41 @@ def test_a_missing_or_wrong_key_is_a_401(server: LiveServer, api_key: str | None
             assert caught.value.status == 401
             assert "API key" in caught.value.detail
         assert client.health().ok, "/health stays open"
+
+
+def test_the_intent_and_its_alternatives_are_typed() -> None:
+    payload = {
+        "model": {"name": "slots", "version": "2.0.0"},
+        "results": [
+            {
+                "text": "fly to denver",
+                "tokens": [],
+                "entities": [],
+                "intent": {
+                    "label": "atis_flight",
+                    "score": 0.9,
+                    "alternatives": [
+                        {"label": "atis_flight", "score": 0.9},
+                        {"label": "atis_airfare", "score": 0.05},
+                    ],
+                },
+            },
+            {"text": "", "tokens": [], "entities": [], "intent": None},
+        ],
+    }
+    sent: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=payload)
+
+    with TagserveClient(transport=httpx.MockTransport(answer)) as client:
+        response = client.tag(texts=["fly to denver", ""], model="slots", intent_top_k=2)
+    assert sent == [{"texts": ["fly to denver", ""], "model": "slots", "intent_top_k": 2}]
+    first, empty = response.results
+    assert first.intent == Intent(
+        "atis_flight",
+        0.9,
+        (IntentChoice("atis_flight", 0.9), IntentChoice("atis_airfare", 0.05)),
+    )
+    assert empty.intent is None

@@ -79,6 +79,12 @@ def score_frames(
     }
 
 
+def recase_example(example: Example, casing: str) -> Example:
+    """The example with every token lower- or upper-cased (tags and intent unchanged)."""
+    tokens = [t.lower() if casing == "lower" else t.upper() for t in example.tokens]
+    return Example(tokens, example.tags, example.intent)
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """A conlleval-style text table."""
     width = max([24, *(len(name) + 2 for name in metrics["per_type"])])
