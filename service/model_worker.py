@@ -79,6 +79,7 @@ class ModelWorker:
         self._closed = False
         self._pool: ProcessPoolExecutor | None = None
         self._starting: Future[int] | None = None
+        self.pid: int | None = None
         self._launch()
 
     def _launch(self) -> None:
@@ -153,12 +154,12 @@ class ModelWorker:
         starting, pool = self._starting, self._pool
         assert starting is not None and pool is not None
         try:
-            starting.result(timeout=self.start_timeout_s)
+            self.pid = starting.result(timeout=self.start_timeout_s)
         except (BrokenProcessPool, FutureTimeout):
             time.sleep(1.0)
             self._replace(pool, "failed to start")
             return
-        log.info("model %s: new worker ready", self.name)
+        log.info("model %s: new worker ready (pid %d)", self.name, self.pid)
         self._ready.set()
 
     def _watch(self) -> None:
