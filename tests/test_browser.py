@@ -168,6 +168,7 @@ def test_ner_highlights_two_people(tab: Tab) -> None:
     marks = page.locator("#doc mark.entity")
     expect(marks).to_have_count(2)
     assert entity_marks(page) == [["PER", "Harry Potter"], ["PER", "Hermione Granger"]]
+    expect(page.locator("#intent")).to_be_hidden()
     assert shown_text(page) == HARRY
     expect(page.locator("#tokens tbody tr")).to_have_count(9)
     expect(page.locator("#stats .elapsed")).to_have_text(MILLISECONDS)
@@ -219,6 +220,11 @@ def test_keyboard_submit_with_slots_updates_the_url(tab: Tab) -> None:
     expect(page.locator("#doc mark.entity").first).to_be_visible()
     labels = [label for label, _ in entity_marks(page)]
     assert {"fromloc.city_name", "toloc.city_name"} <= set(labels)
+    # The slots model has an intent head: its intent is shown above the highlighted slots.
+    expect(page.locator("#intent .intent-label")).to_have_text("atis_flight")
+    intent_box = page.locator("#intent").bounding_box()
+    doc_box = page.locator("#doc").bounding_box()
+    assert intent_box is not None and doc_box is not None and intent_box["y"] < doc_box["y"]
     assert parse_qs(urlparse(page.url).query) == {"model": ["slots"], "text": [text]}
     colours = page.locator("#doc mark.entity").evaluate_all(
         "els => Object.fromEntries(els.map("

@@ -108,6 +108,7 @@ async def burst(url: str, texts: list[str], requests: int, concurrency: int) -> 
         )
 
 
+@pytest.mark.timeout(900)  # ten bursts: about 160 s on a quiet 2-core machine
 @pytest.mark.parametrize(
     "server", [{"max_queue": "64", "max_batch_size": "16", "log_level": "error"}], indirect=True
 )
