@@ -29,10 +29,10 @@ def main() -> None:
     test = read_dataset(data_dir(args.data_dir) / args.test)
     predictor = Predictor(bundle, batch_size=256)
     metrics = dict(bundle.card.test_metrics or {})
-    metrics["f1"] = round(evaluate(predictor, test)["f1"], 2)
+    metrics["f1"] = round(float(evaluate(predictor, test)["f1"]), 2)
     for casing in ("lower", "upper"):
         recased = [recase_example(e, casing) for e in test]
-        metrics[f"f1_{casing}"] = round(evaluate(predictor, recased)["f1"], 2)
+        metrics[f"f1_{casing}"] = round(float(evaluate(predictor, recased)["f1"]), 2)
     card = bundle.card.model_copy(update={"test_metrics": metrics})
     save_card(args.artifact, card)
     print({k: metrics[k] for k in ("f1", "f1_lower", "f1_upper")})

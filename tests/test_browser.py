@@ -186,8 +186,9 @@ def test_user_text_is_shown_as_text_not_html(tab: Tab) -> None:
 
     expect(page.locator("#output")).to_be_visible()
     expect(page.locator("#tokens tbody tr").first).to_be_visible()
+    # Shown as text (label badges of any entity the model finds in it aside).
     assert shown_text(page) == INJECTION
-    expect(page.locator("#doc")).to_contain_text("onerror=alert(1)")
+    expect(page.locator("#doc")).to_contain_text("onerror=")
     assert page.locator("img").count() == 0
     page.wait_for_timeout(200)  # time for an injected onerror to fire, were there one
     tab.assert_clean()
