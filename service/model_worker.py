@@ -17,12 +17,10 @@ lists of strings and floats.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from tagserve.model.predictor import Predictor, TaggedSentence
+from tagserve.text.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 # Test hook: a worker whose batch holds this token sleeps past any timeout (a hung model).
@@ -218,7 +217,7 @@ def _load_model(
     # The server owns shutdown (it drains first, then stops us): its signals are not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     import torch
 
     from tagserve.model.artifact import load
@@ -235,11 +234,3 @@ def _predict(
     if _hang_token is not None and any(_hang_token in sentence for sentence in sentences):
         time.sleep(3600)
     return [(t.tags, t.scores, t.intents) for t in _predictor.predict(sentences)]
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker if the server dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

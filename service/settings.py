@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
-            return json.loads(text) if text.startswith("[") else [k for k in text.split(",")]
+            return json.loads(text) if text.startswith("[") else text.split(",")
         return value
 
     @field_validator("api_keys")

@@ -14,7 +14,6 @@ memory stays flat however long the input is.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import signal
 import sys
@@ -29,6 +28,7 @@ from typing import TextIO
 from tagserve.model.artifact import ArtifactError, load, resolve
 from tagserve.model.predictor import Predictor
 from tagserve.text.offline import CACHE_WORDS, tag_batch
+from tagserve.text.processes import die_with_parent
 
 # A chunk is this many batches: big enough that passing it between processes costs little
 # next to tagging it, small enough to keep every worker busy up to the end of the input.
@@ -133,7 +133,7 @@ def _start_worker(path: str, device: str, batch_size: int) -> None:
     global _predictor, _problem
     # Ctrl-C reaches the whole process group; the parent decides what stops (see above).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     import torch
 
     torch.set_num_threads(1)
@@ -152,11 +152,3 @@ def _tag_chunk(lines: list[str]) -> str:
     return "".join(
         tag_batch(_predictor, lines[start : start + size]) for start in range(0, len(lines), size)
     )
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker if the parent dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -79,10 +79,14 @@ def score_frames(
     }
 
 
+def recase_tokens(tokens: list[str], casing: str) -> list[str]:
+    """Every token lower-cased (``lower``) or upper-cased (``upper``)."""
+    return [t.lower() if casing == "lower" else t.upper() for t in tokens]
+
+
 def recase_example(example: Example, casing: str) -> Example:
     """The example with every token lower- or upper-cased (tags and intent unchanged)."""
-    tokens = [t.lower() if casing == "lower" else t.upper() for t in example.tokens]
-    return Example(tokens, example.tags, example.intent)
+    return Example(recase_tokens(example.tokens, casing), example.tags, example.intent)
 
 
 def format_table(metrics: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from tagserve.model.predictor import Predictor
 from tagserve.model.schemes import convert, entity_types, labels_for
 from tagserve.model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
 from tagserve.training.config import CaseAugmentation, OptimConfig, TrainConfig, data_dir
-from tagserve.training.evaluate import evaluate
+from tagserve.training.evaluate import evaluate, recase_tokens
 from tagserve.training.glove import load_glove
 from tagserve.training.readers import Example, read_dataset
 
@@ -352,9 +352,9 @@ def recase(tokens: list[str], augmentation: CaseAugmentation, rng: random.Random
         return tokens
     draw = rng.random()
     if draw < augmentation.lower:
-        return [token.lower() for token in tokens]
+        return recase_tokens(tokens, "lower")
     if draw < augmentation.lower + augmentation.upper:
-        return [token.upper() for token in tokens]
+        return recase_tokens(tokens, "upper")
     return tokens
 
 

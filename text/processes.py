@@ -1,0 +1,17 @@
+"""Helpers for the worker processes that tagserve starts (model workers, bulk tagging)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import sys
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process if its parent dies, even by SIGKILL, so no
+    worker outlives the command or server that started it."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
