@@ -1,23 +1,32 @@
-"""``tagserve serve``: load the models (failing fast, in one line), then run uvicorn."""
+"""``tagserve serve``: load the models (failing fast, in one line), then run uvicorn: in this
+process (``--workers 1``), or in N HTTP worker processes that share the model workers."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
-import torch
 import uvicorn
-from fastapi import FastAPI
 from pydantic import ValidationError
 
 from tagserve.model.artifact import ArtifactError
-from tagserve.service.app import create_app
-from tagserve.service.metrics import Metrics
+from tagserve.service.http_workers import (
+    Supervisor,
+    available_cpus,
+    prepare_metrics_dir,
+    reserve_port,
+)
 from tagserve.service.model_worker import WorkerStartError
-from tagserve.service.registry import load_models
 from tagserve.service.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -50,38 +59,88 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def run(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Start serving, or exit with status 1 and one line naming the bad setting or file.
+def configure_logging(settings: Settings) -> None:
+    """One log format for the server and its workers."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(settings.log_level.upper())
 
-    However serving ends (drained, forced by a second signal, or failed), no model worker
-    process outlives this function.
-    """
+
+def uvicorn_config(settings: Settings, app: FastAPI, **where: object) -> uvicorn.Config:
+    """The uvicorn settings every HTTP worker shares (``where``: host and port, when uvicorn
+    binds the socket itself)."""
+    return uvicorn.Config(
+        app,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        timeout_keep_alive=settings.keep_alive_s,
+        access_log=False,
+        **where,  # type: ignore[arg-type]
+    )
+
+
+def _settings_or_exit() -> Settings:
     try:
-        settings = Settings()
-        # The in-thread mode's thread count; worker processes set their own.
-        torch.set_num_threads(settings.torch_threads)
-        models = load_models(settings, metrics := Metrics(), in_processes=settings.model_process)
+        return Settings()
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         sys.exit(f"tagserve: error: setting TAGSERVE_{field.upper()}: {first['msg']}")
+
+
+def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -> None:
+    """Start serving, or exit with status 1 and one line naming the bad setting or file.
+
+    ``workers``: HTTP worker processes (default ``TAGSERVE_WORKERS``, else the cores this
+    process may use). However serving ends (drained, forced by a second signal, or failed),
+    no worker process outlives this function.
+    """
+    settings = _settings_or_exit()
+    count = workers or settings.workers or available_cpus()
+    created_metrics_dir = count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    metrics_dir = prepare_metrics_dir() if count > 1 else None
+    # Imported only now: prometheus-client picks its multiprocess mode at import.
+    import torch
+
+    from tagserve.service.app import create_app
+    from tagserve.service.metrics import Metrics
+    from tagserve.service.registry import check_artifacts, load_models, start_workers
+
+    metrics = Metrics()
+    try:
+        if count == 1:
+            # The in-thread mode's thread count; worker processes set their own.
+            torch.set_num_threads(settings.torch_threads)
+            models = load_models(settings, metrics, in_processes=settings.model_process)
+            owners = [m.worker for m in models.values() if m.worker is not None]
+        else:
+            names = list(check_artifacts(settings, device="cpu"))
+            owners = list(start_workers(settings, metrics, names).values())
     except (ArtifactError, WorkerStartError) as error:
         sys.exit(f"tagserve: error: {error}")
+    configure_logging(settings)
     try:
-        app = create_app(settings, models, metrics)
-        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger().setLevel(settings.log_level.upper())
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-            timeout_keep_alive=settings.keep_alive_s,
-            access_log=False,
-        )
-        # uvicorn routes SIGINT and SIGTERM to handle_exit.
-        DrainingServer(config, app, settings.drain_notice_s).run()
+        if count == 1:
+            app = create_app(settings, models, metrics)
+            config = uvicorn_config(settings, app, host=host, port=port)
+            # uvicorn routes SIGINT and SIGTERM to handle_exit.
+            DrainingServer(config, app, settings.drain_notice_s).run()
+        else:
+            with reserve_port(host, port) as reserved:
+                supervisor = Supervisor(host, count, reserved, [w.address for w in owners])
+                code = supervisor.run(on_worker_exit=_forget_process_metrics)
+            if code:
+                sys.exit(code)
     finally:
-        for loaded in models.values():
-            loaded.close_worker(timeout=1.0)
+        for owner in owners:
+            owner.close(timeout=1.0)
+        if metrics_dir is not None and created_metrics_dir:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(metrics_dir)
+
+
+def _forget_process_metrics(pid: int | None) -> None:
+    """A dead HTTP worker's live gauges must not be summed any more."""
+    from prometheus_client import multiprocess
+
+    if pid is not None:
+        multiprocess.mark_process_dead(pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -66,11 +67,13 @@ class BodyLimit:
 
 
 class RequestMetrics:
-    """Count requests by route and status and time them."""
+    """Count requests by route and status and time them; every response names the HTTP
+    worker process that answered it (``X-Tagserve-Worker``: its pid)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.worker_header = (b"x-tagserve-worker", str(os.getpid()).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,6 +92,7 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), self.worker_header]
             await send(message)
 
         try:

@@ -1,17 +1,22 @@
-"""Each model in a worker process of its own, on the standard library's process pool.
+"""Each model in a worker process of its own, shared by every HTTP worker of the server.
 
 Why a process: in one process the event loop and the model take turns on the GIL, and under
 HTTP load a batch took three times as long as on a quiet process. A worker has a GIL of its
-own.
+own. Why shared: a model worker holds torch and the weights (about 300 MB); one per HTTP
+worker would cost that again for every added core, so ``tagserve serve --workers N`` starts
+one worker per model and every HTTP worker reaches it over a Unix socket.
 
-How: a one-process :class:`~concurrent.futures.ProcessPoolExecutor` started with ``spawn``,
-never ``fork``: the server has already run torch ops while loading, and GNU OpenMP is not
-fork-safe, so a forked child could block forever in its first parallel op. The worker loads
-the artifact itself and sets its torch thread count before any torch op. Every batch has a
-timeout; a worker that dies or overruns it is killed and replaced in the background, its
-batch fails with :class:`WorkerUnavailable` (answered 503 with ``Retry-After``), and the next
-batch waits for the new worker. Sentences and answers cross the process boundary as plain
-lists of strings and floats.
+How: :class:`ModelWorker`, owned by the ``tagserve serve`` process, starts the worker with
+``spawn``, never ``fork``: the server has already run torch ops while loading, and GNU OpenMP
+is not fork-safe, so a forked child could block forever in its first parallel op. The worker
+loads the artifact itself and sets its torch thread count before any torch op, then listens
+on a Unix socket (:mod:`multiprocessing.connection`, with an authentication key). Batches
+that arrive together from several HTTP workers are tagged together. :class:`ModelClient`
+(one per model in each HTTP worker) sends a batch and waits at most the batch timeout; a
+worker that overruns it is killed by the client that noticed, and a worker that dies is
+replaced by its owner, which counts the restart. The batch in flight fails with
+:class:`WorkerUnavailable` (answered 503 with ``Retry-After``); the next one waits for the new
+worker. Sentences and answers cross the process boundary as plain lists of strings and floats.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import queue
+import secrets
 import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Connection, Listener, wait
 from pathlib import Path
 
 from tagserve.model.predictor import Predictor, TaggedSentence
@@ -35,6 +41,7 @@ from tagserve.text.processes import die_with_parent
 log = logging.getLogger(__name__)
 # Test hook: a worker whose batch holds this token sleeps past any timeout (a hung model).
 HANG_TOKEN_VARIABLE = "TAGSERVE_TEST_HANG_TOKEN"
+Row = tuple[list[str], list[float], list[tuple[str, float]] | None]
 
 
 class WorkerUnavailable(Exception):
@@ -50,9 +57,103 @@ class WorkerStartError(Exception):
     """A model's worker could not load its model at start-up."""
 
 
+@dataclass(frozen=True)
+class WorkerAddress:
+    """Where an HTTP worker reaches a model worker: picklable, so it can be handed to
+    spawned HTTP workers."""
+
+    model: str
+    socket_path: str
+    authkey: bytes
+
+
+class ModelClient:
+    """A :class:`~tagserve.model.predictor.SentenceTagger` whose work happens in a model
+    worker; one connection, used by one batcher thread at a time."""
+
+    def __init__(
+        self, address: WorkerAddress, *, batch_timeout_s: float, start_timeout_s: float = 120.0
+    ) -> None:
+        self.address = address
+        self.name = address.model
+        self.batch_timeout_s = batch_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self._connection: Connection | None = None
+        self.pid: int | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self, wait_s: float) -> Connection | None:
+        """The open connection, or a new one (retried for up to ``wait_s`` seconds while the
+        worker is being replaced); None if no worker answers."""
+        if self._connection is not None and _pid_alive(self.pid):
+            return self._connection
+        self._drop()
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                connection = Client(self.address.socket_path, "AF_UNIX", self.address.authkey)
+                self.pid = connection.recv()
+                self._connection = connection
+                return connection
+            except (OSError, EOFError):
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.05)
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                self._connection.close()
+        self._connection = None
+
+    @property
+    def alive(self) -> bool:
+        """Whether a loaded worker is there now (false while one is being replaced). Never
+        waits for a batch in flight: /health calls it on the event loop."""
+        if self._connection is not None and _pid_alive(self.pid):
+            return True
+        try:  # not connected yet, or the worker was replaced since: does a new one answer?
+            probe = Client(self.address.socket_path, "AF_UNIX", self.address.authkey)
+        except (OSError, EOFError):
+            return False
+        with contextlib.closing(probe):
+            return _pid_alive(probe.recv())
+
+    def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+        """Tag a batch in the worker (blocking; the batcher calls this from its thread)."""
+        with self._lock:
+            connection = self._connect(self.start_timeout_s)
+            if connection is None:
+                raise WorkerUnavailable(self.name, "is restarting")
+            try:
+                connection.send(sentences)
+                answered = connection.poll(self.batch_timeout_s)
+                if answered:
+                    ok, payload = connection.recv()
+            except (OSError, EOFError):
+                self._drop()
+                raise WorkerUnavailable(self.name, "died") from None
+            if not answered:
+                problem = f"overran the batch timeout ({self.batch_timeout_s:g} s)"
+                log.warning("model %s: worker %s; killing it", self.name, problem)
+                _kill_pid(self.pid)
+                self._drop()
+                raise WorkerUnavailable(self.name, problem)
+        if not ok:
+            raise payload
+        return [TaggedSentence(tags, scores, intents) for tags, scores, intents in payload]
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Close the connection (the worker itself belongs to its :class:`ModelWorker`)."""
+        with self._lock:
+            self._drop()
+
+
 class ModelWorker:
-    """A :class:`~tagserve.model.predictor.SentenceTagger` whose work happens in a worker
-    process that is replaced whenever it dies or hangs."""
+    """Owns one model's worker process: starts it, replaces it whenever it dies (or is killed
+    for overrunning a batch), counts the restarts, and stops it. Also a
+    :class:`~tagserve.model.predictor.SentenceTagger` through a :class:`ModelClient` of its own,
+    for the HTTP worker that runs in the owner's process."""
 
     def __init__(
         self,
@@ -66,154 +167,164 @@ class ModelWorker:
         device: str = "cpu",
         start_timeout_s: float = 120.0,
         on_restart: Callable[[], None] | None = None,
+        socket_dir: Path | None = None,
     ) -> None:
         self.name = name
+        self._own_dir = socket_dir is None
+        directory = Path(socket_dir) if socket_dir is not None else _private_dir()
+        self.address = WorkerAddress(name, str(directory / f"{name}.sock"), secrets.token_bytes(32))
         self._initargs = (str(path), torch_threads, batch_size, cache_words, device)
         self.batch_timeout_s = batch_timeout_s
         self.start_timeout_s = start_timeout_s
         self._on_restart = on_restart
         self.restarts = 0
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
         self._closed = False
-        self._pool: ProcessPoolExecutor | None = None
-        self._starting: Future[int] | None = None
+        self._lock = threading.Lock()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._ready: Connection | None = None
         self.pid: int | None = None
+        self.client = ModelClient(
+            self.address, batch_timeout_s=batch_timeout_s, start_timeout_s=start_timeout_s
+        )
         self._launch()
 
     def _launch(self) -> None:
-        """Start a new pool; its process loads the model while the caller goes on."""
-        pool = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_load_model,
-            initargs=self._initargs,
+        """Start a new worker process; it loads the model while the caller goes on."""
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_serve_model,
+            args=(self.address, sender, *self._initargs),
+            name=f"tagserve-model-{self.name}",
+            daemon=True,
         )
-        self._pool = pool
-        self._starting = pool.submit(os.getpid)
+        process.start()
+        sender.close()
+        self._process, self._ready = process, receiver
+
+    def _await_loaded(self) -> bool:
+        """Wait (bounded) for the current process to say it is listening."""
+        process, ready = self._process, self._ready
+        assert process is not None and ready is not None
+        try:
+            if ready.poll(self.start_timeout_s):
+                self.pid = ready.recv()
+                return True
+        except (OSError, EOFError):
+            pass
+        return False
 
     def wait_ready(self) -> None:
         """Block until the worker has loaded its model, or raise :class:`WorkerStartError`."""
-        assert self._starting is not None
-        try:
-            self.pid = self._starting.result(timeout=self.start_timeout_s)
-        except (BrokenProcessPool, FutureTimeout) as error:
+        if not self._await_loaded():
+            process = self._process
+            problem = "its process died" if process and not process.is_alive() else "timed out"
             self.close(timeout=0)
-            problem = "timed out" if isinstance(error, FutureTimeout) else "its process died"
-            raise WorkerStartError(
-                f"model {self.name}: the worker failed to start ({problem})"
-            ) from None
-        self._ready.set()
+            raise WorkerStartError(f"model {self.name}: the worker failed to start ({problem})")
         threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True).start()
 
     @property
     def alive(self) -> bool:
-        """Whether a loaded worker is running now (false while one is being replaced)."""
-        pool = self._pool
-        return self._ready.is_set() and pool is not None and _all_alive(pool)
+        """Whether a loaded worker answers now (false while one is being replaced)."""
+        return not self._closed and self.client.alive
 
     def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-        """Tag a batch in the worker (blocking; the batcher calls this from its thread)."""
-        if not self._ready.wait(self.start_timeout_s) or self._pool is None:
-            raise WorkerUnavailable(self.name, "is restarting")
-        pool = self._pool
-        try:
-            future = pool.submit(_predict, sentences)
-        except (BrokenProcessPool, RuntimeError):
-            self._replace(pool, "died")
-            raise WorkerUnavailable(self.name, "died") from None
-        try:
-            rows = future.result(timeout=self.batch_timeout_s)
-        except FutureTimeout:
-            problem = f"overran the batch timeout ({self.batch_timeout_s:g} s)"
-            self._replace(pool, problem)
-            raise WorkerUnavailable(self.name, problem) from None
-        except BrokenProcessPool:
-            self._replace(pool, "died")
-            raise WorkerUnavailable(self.name, "died") from None
-        return [TaggedSentence(tags, scores, intents) for tags, scores, intents in rows]
-
-    def _replace(self, pool: ProcessPoolExecutor, problem: str) -> None:
-        """Kill ``pool``'s worker (once, whoever notices first) and start another."""
-        with self._lock:
-            if self._closed or self._pool is not pool:
-                return
-            self._ready.clear()
-            self.restarts += 1
-            log.warning(
-                "model %s: worker %s; replacing it (restart %d)", self.name, problem, self.restarts
-            )
-            _kill(pool)
-            if self._on_restart is not None:
-                self._on_restart()
-            self._launch()
-        threading.Thread(target=self._await_start, name=f"restart-{self.name}", daemon=True).start()
-
-    def _await_start(self) -> None:
-        starting, pool = self._starting, self._pool
-        assert starting is not None and pool is not None
-        try:
-            self.pid = starting.result(timeout=self.start_timeout_s)
-        except (BrokenProcessPool, FutureTimeout):
-            time.sleep(1.0)
-            self._replace(pool, "failed to start")
-            return
-        log.info("model %s: new worker ready (pid %d)", self.name, self.pid)
-        self._ready.set()
+        """Tag a batch in the worker (see :meth:`ModelClient.predict`)."""
+        return self.client.predict(sentences)
 
     def _watch(self) -> None:
-        """Notice a worker that died while idle, so /health and the next batch need not."""
+        """Replace the worker whenever its process ends, for as long as this owner is open."""
         while not self._closed:
-            time.sleep(0.5)
-            pool = self._pool
-            if pool is not None and self._ready.is_set() and not _all_alive(pool):
-                self._replace(pool, "died")
+            process = self._process
+            assert process is not None
+            wait([process.sentinel], timeout=0.5)
+            if process.is_alive() or self._closed:
+                continue
+            with self._lock:
+                if self._closed:
+                    return
+                self.restarts += 1
+                log.warning(
+                    "model %s: worker (pid %s) ended with %s; replacing it (restart %d)",
+                    self.name,
+                    process.pid,
+                    process.exitcode,
+                    self.restarts,
+                )
+                if self._on_restart is not None:
+                    self._on_restart()
+                self._launch()
+            while not self._closed and not self._await_loaded():
+                log.warning("model %s: the new worker failed to start; trying again", self.name)
+                time.sleep(1.0)
+                with self._lock:
+                    if not self._closed:
+                        self._launch()
+            log.info("model %s: new worker ready (pid %s)", self.name, self.pid)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the worker: let it finish for up to ``timeout`` seconds, then kill it."""
+        """Stop the worker: let it finish its batch for up to ``timeout`` seconds, then kill it."""
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-        self._ready.set()
-        if pool is None:
-            return
-        processes = list(_processes(pool))
-        pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + timeout
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-        _kill(pool, processes)
+            process = self._process
+        self.client.close()
+        if process is not None and process.is_alive():
+            # A stop message: the worker finishes the batches before it, then ends.
+            with (
+                contextlib.suppress(OSError, EOFError),
+                contextlib.closing(
+                    Client(self.address.socket_path, "AF_UNIX", self.address.authkey)
+                ) as control,
+            ):
+                control.recv()
+                control.send(None)
+                process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        if self._own_dir:
+            with contextlib.suppress(OSError):
+                os.unlink(self.address.socket_path)
+                os.rmdir(os.path.dirname(self.address.socket_path))
 
 
-def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
-    # The pool keeps no public handle on its processes before Python 3.14 (kill_workers).
-    return list((getattr(pool, "_processes", None) or {}).values())
+def _private_dir() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="tagserve-models-"))
 
 
-def _all_alive(pool: ProcessPoolExecutor) -> bool:
-    processes = _processes(pool)
-    return bool(processes) and all(p.is_alive() for p in processes)
+def _pid_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def _kill(
-    pool: ProcessPoolExecutor, processes: list[multiprocessing.process.BaseProcess] | None = None
-) -> None:
-    for process in processes if processes is not None else _processes(pool):
-        with contextlib.suppress(OSError, AttributeError):
-            process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+def _kill_pid(pid: int | None) -> None:
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 # In the worker process.
-_predictor: Predictor | None = None
-_hang_token: str | None = None
-
-
-def _load_model(
-    path: str, torch_threads: int, batch_size: int, cache_words: int, device: str = "cpu"
+def _serve_model(
+    address: WorkerAddress,
+    ready: Connection,
+    path: str,
+    torch_threads: int,
+    batch_size: int,
+    cache_words: int,
+    device: str = "cpu",
 ) -> None:
-    """The worker's initializer: threads first, then the model (onto ``device``)."""
-    global _predictor, _hang_token
+    """The worker's main: threads first, then the model, then answer batches until told to
+    stop. One thread accepts connections, one reads each, and this one tags what they queued,
+    merging batches that arrived together."""
     # The server owns shutdown (it drains first, then stops us): its signals are not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -223,14 +334,80 @@ def _load_model(
     from tagserve.model.artifact import load
 
     torch.set_num_threads(torch_threads)
-    _predictor = Predictor(load(Path(path), device), batch_size=batch_size, cache_words=cache_words)
-    _hang_token = os.environ.get(HANG_TOKEN_VARIABLE) or None
+    predictor = Predictor(load(Path(path), device), batch_size=batch_size, cache_words=cache_words)
+    hang_token = os.environ.get(HANG_TOKEN_VARIABLE) or None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(address.socket_path)  # a socket file left by the worker this one replaces
+    listener = Listener(address.socket_path, "AF_UNIX", authkey=address.authkey)
+    work: queue.Queue[tuple[Connection, list[list[str]]] | None] = queue.Queue()
+    threading.Thread(target=_accept, args=(listener, work), daemon=True).start()
+    ready.send(os.getpid())
+    ready.close()
+    while (item := work.get()) is not None:
+        items = [item]
+        while len(items) < 64:
+            try:
+                extra = work.get_nowait()
+            except queue.Empty:
+                break
+            if extra is None:
+                work.put(None)
+                break
+            items.append(extra)
+        _answer(predictor, items, hang_token)
+    listener.close()
 
 
-def _predict(
-    sentences: list[list[str]],
-) -> list[tuple[list[str], list[float], list[tuple[str, float]] | None]]:
-    assert _predictor is not None
-    if _hang_token is not None and any(_hang_token in sentence for sentence in sentences):
+def _accept(listener: Listener, work: queue.Queue) -> None:  # type: ignore[type-arg]
+    while True:
+        try:
+            connection = listener.accept()
+        except (OSError, EOFError):
+            continue  # a client that failed the handshake, or the listener closed
+        connection.send(os.getpid())
+        threading.Thread(target=_read, args=(connection, work), daemon=True).start()
+
+
+def _read(connection: Connection, work: queue.Queue) -> None:  # type: ignore[type-arg]
+    """Queue each batch a client sends; ``None`` (from the owner) asks the worker to stop."""
+    with contextlib.suppress(OSError, EOFError):
+        while (batch := connection.recv()) is not None:
+            work.put((connection, batch))
+        work.put(None)
+
+
+def _answer(
+    predictor: Predictor, items: list[tuple[Connection, list[list[str]]]], hang_token: str | None
+) -> None:
+    """Tag the queued batches together; if that fails, each alone, so that only the batch
+    that caused an error gets it."""
+    sentences = [sentence for _, batch in items for sentence in batch]
+    if hang_token is not None and any(hang_token in sentence for sentence in sentences):
         time.sleep(3600)
-    return [(t.tags, t.scores, t.intents) for t in _predictor.predict(sentences)]
+    try:
+        rows = _rows(predictor, sentences)
+    except Exception as error:
+        if len(items) > 1:
+            for item in items:
+                _answer(predictor, [item], hang_token)
+        else:
+            _send(items[0][0], (False, error))
+        return
+    start = 0
+    for connection, batch in items:
+        _send(connection, (True, rows[start : start + len(batch)]))
+        start += len(batch)
+
+
+def _rows(predictor: Predictor, sentences: list[list[str]]) -> list[Row]:
+    return [(t.tags, t.scores, t.intents) for t in predictor.predict(sentences)]
+
+
+def _send(connection: Connection, message: tuple[bool, object]) -> None:
+    try:
+        connection.send(message)
+    except OSError:
+        pass  # the client has gone (it timed out or its HTTP worker stopped)
+    except Exception:  # an error that does not pickle: send its text instead
+        with contextlib.suppress(OSError):
+            connection.send((False, RuntimeError(repr(message[1]))))

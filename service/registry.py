@@ -10,7 +10,12 @@ from tagserve.model.artifact import ArtifactError, ModelBundle, available, load
 from tagserve.model.predictor import Predictor, SentenceTagger
 from tagserve.service.batcher import Batcher
 from tagserve.service.metrics import Metrics
-from tagserve.service.model_worker import ModelWorker, WorkerStartError
+from tagserve.service.model_worker import (
+    ModelClient,
+    ModelWorker,
+    WorkerAddress,
+    WorkerStartError,
+)
 from tagserve.service.settings import Settings
 
 
@@ -21,7 +26,7 @@ class LoadedModel:
     name: str
     bundle: ModelBundle
     batcher: Batcher
-    worker: ModelWorker | None = None
+    worker: ModelWorker | ModelClient | None = None
 
     def worker_alive(self) -> bool:
         """False while the model has no live worker process (true for in-thread models)."""
@@ -50,39 +55,31 @@ class LoadedModel:
 
 
 def load_models(
-    settings: Settings, metrics: Metrics, in_processes: bool = False
+    settings: Settings,
+    metrics: Metrics,
+    in_processes: bool = False,
+    remote: dict[str, WorkerAddress] | None = None,
 ) -> dict[str, LoadedModel]:
     """Load and check every configured model, or raise :class:`ArtifactError` naming the bad
     file (or :class:`WorkerStartError`); on failure no worker process is left running.
 
-    With ``in_processes`` each model is served by a worker process of its own
-    (:mod:`tagserve.service.model_worker`); otherwise by a predictor in this process.
+    With ``in_processes`` each model is served by a worker process of its own that this
+    process starts (:mod:`tagserve.service.model_worker`); with ``remote`` (an HTTP worker of
+    ``tagserve serve --workers N``) by the workers already running at those addresses;
+    otherwise by a predictor in this process.
     """
-    names = settings.models or available(settings.models_dir)
-    if not names:
-        raise ArtifactError(
-            settings.models_dir, "no model artifacts found (each needs a config.json)"
-        )
     # Every artifact is loaded and checked before any worker process is started. With worker
     # processes this one only needs the model cards and labels, so it keeps them on the CPU.
-    device = "cpu" if in_processes else settings.device
-    bundles = {name: load(settings.models_dir / name, device) for name in names}
-    if settings.default_model not in bundles:
-        raise ArtifactError(
-            settings.models_dir / settings.default_model,
-            f"default model {settings.default_model!r} is not among the loaded ones "
-            f"({', '.join(bundles)})",
-        )
-    workers = (
-        {name: _start_worker(name, settings, metrics) for name in bundles} if in_processes else {}
-    )
-    try:
-        for worker in workers.values():
-            worker.wait_ready()
-    except WorkerStartError:
-        for worker in workers.values():
-            worker.close(timeout=0)
-        raise
+    device = "cpu" if in_processes or remote else settings.device
+    bundles = check_artifacts(settings, device)
+    workers: dict[str, ModelWorker | ModelClient] = {}
+    if remote is not None:
+        workers = {
+            name: ModelClient(remote[name], batch_timeout_s=settings.batch_timeout_s)
+            for name in bundles
+        }
+    elif in_processes:
+        workers = dict(start_workers(settings, metrics, list(bundles)))
     if workers:
         # The workers hold the weights; this process needs only cards, labels and sizes.
         for bundle in bundles.values():
@@ -100,9 +97,41 @@ def load_models(
             settings.max_queue,
             on_batch=metrics.batch_size.labels(model=name).observe,
         )
-        metrics.queue_depth.labels(model=name).set_function(partial(_waiting, batcher))
+        metrics.track_queue(name, partial(_waiting, batcher))
         loaded[name] = LoadedModel(name, bundle, batcher, workers.get(name))
     return loaded
+
+
+def check_artifacts(settings: Settings, device: str) -> dict[str, ModelBundle]:
+    """Load every configured artifact onto ``device``, or raise :class:`ArtifactError`
+    naming the bad file (or the default model that is not among them)."""
+    names = settings.models or available(settings.models_dir)
+    if not names:
+        raise ArtifactError(
+            settings.models_dir, "no model artifacts found (each needs a config.json)"
+        )
+    bundles = {name: load(settings.models_dir / name, device) for name in names}
+    if settings.default_model not in bundles:
+        raise ArtifactError(
+            settings.models_dir / settings.default_model,
+            f"default model {settings.default_model!r} is not among the loaded ones "
+            f"({', '.join(bundles)})",
+        )
+    return bundles
+
+
+def start_workers(settings: Settings, metrics: Metrics, names: list[str]) -> dict[str, ModelWorker]:
+    """Start one worker process per model and wait until each has loaded; on failure none is
+    left running."""
+    workers = {name: _start_worker(name, settings, metrics) for name in names}
+    try:
+        for worker in workers.values():
+            worker.wait_ready()
+    except WorkerStartError:
+        for worker in workers.values():
+            worker.close(timeout=0)
+        raise
+    return workers
 
 
 def _start_worker(name: str, settings: Settings, metrics: Metrics) -> ModelWorker:

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     max_tokens: int = Field(20_000, ge=1, description="tokens per request after tokenization")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="request body size")
     max_sentence_tokens: int = Field(200, ge=8, description="longer sentences are tagged in pieces")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="HTTP worker processes (`tagserve serve --workers`); default: the cores "
+        "this process may use (CPU affinity, capped by a cgroup CPU quota)",
+    )
     torch_threads: int = Field(
         1, ge=1, le=256, description="torch intra-op threads for the model worker"
     )

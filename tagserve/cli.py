@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000, help="0-65535 (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="HTTP worker processes sharing the model workers (default: $TAGSERVE_WORKERS, "
+        "else the cores available to the process)",
+    )
 
     tag = commands.add_parser("tag", help="tag raw text lines, write JSON lines")
     tag.add_argument(
@@ -87,6 +94,13 @@ def _port(value: str) -> int:
     """A TCP port number, checked before anything is loaded."""
     if not value.isdigit() or not 0 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value!r}")
+    return int(value)
+
+
+def _positive(value: str) -> int:
+    """A count of at least 1, checked before anything is loaded."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
     return int(value)
 
 
@@ -153,7 +167,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from tagserve.service.main import run
 
-    run(host=args.host, port=args.port)
+    run(host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

@@ -31,7 +31,10 @@ class LiveServer:
 
 
 def start_server(models_dir: Path, timeout: float = 60.0, **settings: str) -> LiveServer:
-    """Start the server with ``TAGSERVE_*`` settings and wait (bounded) for /health = 200."""
+    """Start the server with ``TAGSERVE_*`` settings and wait (bounded) for /health = 200.
+
+    One HTTP worker unless ``workers`` says otherwise: most tests look at one process."""
+    settings = {"workers": "1", **settings}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -1,0 +1,107 @@
+"""``tagserve serve --workers N``: several HTTP processes on one port share the model
+workers, /metrics counts every process's requests, SIGTERM drains them all, and the default
+follows the cores (and cgroup quota) the process may use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tagserve.service.http_workers import available_cpus, cgroup_cpu_quota
+from tests.live_server import ROOT, start_server
+from tests.processes import child_pids
+from tests.prometheus import sample_value
+
+SENTENCE = "Angela Merkel met Emmanuel Macron in Berlin on Tuesday."
+
+
+def _tag_counter(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    if 'route="/tag"' not in text:
+        return 0.0
+    return sample_value(text, "tagserve_requests_total", route="/tag", status="200")
+
+
+@pytest.mark.slow
+def test_two_workers_serve_share_metrics_and_drain(shipped_models_dir: Path) -> None:
+    server = start_server(shipped_models_dir, workers="2", models='["ner"]', log_level="warning")
+    try:
+        before = _tag_counter(server.url)
+        answered_by: dict[str, int] = {}
+        first = None
+        for _ in range(300):  # each on a fresh connection: the kernel picks the worker
+            response = httpx.post(f"{server.url}/tag", json={"text": SENTENCE}, timeout=30)
+            assert response.status_code == 200
+            worker = response.headers["x-tagserve-worker"]
+            answered_by[worker] = answered_by.get(worker, 0) + 1
+            first = first or response.json()
+            assert response.json() == first  # every worker gives the same answer
+        assert len(answered_by) == 2, answered_by
+        assert _tag_counter(server.url) - before == 300
+        # The two HTTP workers and one model worker are children of the server process; the
+        # HTTP workers reach the model over a socket, so there is no second model process.
+        workers = {int(pid) for pid in answered_by}
+        assert workers <= set(child_pids(server.process.pid))
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        for pid in workers:
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            )
+    finally:
+        server.stop()
+
+
+def test_cgroup_v2_quota_is_read(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+
+
+def test_cgroup_v1_quota_is_read(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 2.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+
+
+def test_default_workers_follow_the_cpu_affinity() -> None:
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_worker_count_is_refused_in_one_line(value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tagserve", "serve", "--workers", value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "--workers" in result.stderr and value in result.stderr
+
+
+def test_a_bad_worker_setting_is_refused_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tagserve", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "TAGSERVE_WORKERS": "0"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "tagserve: error: setting TAGSERVE_WORKERS: Input should be greater than or equal to 1"
+    ]
