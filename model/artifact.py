@@ -12,36 +12,46 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tagserve.model.artifact_files import (
+    CONFIG_FILE,
+    LABELS_FILE,
+    METADATA_FILE,
+    SHIPPED_MODELS_DIR,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    ArtifactError,
+    ArtifactInfo,
+    available,
+    read_info,
+    read_json,
+    resolve,
+)
 from tagserve.model.card import ModelCard
 from tagserve.model.config import TaggerConfig
 from tagserve.model.network import Tagger
 from tagserve.model.schemes import allowed_transitions
 from tagserve.model.vocab import LabelSet, Vocabulary
 
-CONFIG_FILE = "config.json"
-VOCAB_FILE = "vocab.json"
-LABELS_FILE = "labels.json"
-METADATA_FILE = "metadata.json"
-WEIGHTS_FILE = "weights.safetensors"
+__all__ = [
+    "SHIPPED_MODELS_DIR",
+    "ArtifactError",
+    "ArtifactInfo",
+    "ModelBundle",
+    "available",
+    "build_network",
+    "load",
+    "read_info",
+    "resolve",
+    "save",
+    "save_card",
+]
 _HALF_PRECISION = {"word_embedding.weight"}
-SHIPPED_MODELS_DIR = Path(__file__).parent / "artifacts"
-_Record = TypeVar("_Record", bound=BaseModel)
-
-
-class ArtifactError(Exception):
-    """A model directory that cannot be loaded; the message names the file and the problem."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"model artifact {path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 @dataclass
@@ -99,23 +109,10 @@ def save_card(directory: Path, card: ModelCard) -> None:
 def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
     """Load and check an artifact onto ``device`` in eval mode, or raise :class:`ArtifactError`
     naming the file and the field at fault."""
+    info = read_info(directory)
+    config, labels, card, intents = info.config, info.labels, info.card, info.intents
     directory = Path(directory)
-    if not directory.is_dir():
-        raise ArtifactError(directory, "no such model directory")
-    config_data = _read_json(directory / CONFIG_FILE)
-    # Artifacts of tagserve 0.1 kept the scheme in config.json too; labels.json holds it now.
-    legacy_scheme = config_data.pop("scheme", None) if isinstance(config_data, dict) else None
-    config = _validated(TaggerConfig, directory / CONFIG_FILE, config_data)
-    card = _validated(ModelCard, directory / METADATA_FILE, _read_json(directory / METADATA_FILE))
-    words, chars = _vocabularies(directory / VOCAB_FILE, _read_json(directory / VOCAB_FILE), config)
-    label_data = _read_json(directory / LABELS_FILE)
-    labels = _labels(directory / LABELS_FILE, label_data, config)
-    intents = _intents(directory / LABELS_FILE, label_data, config)
-    if legacy_scheme is not None and legacy_scheme != labels.scheme:
-        raise ArtifactError(
-            directory / CONFIG_FILE,
-            f"scheme: {legacy_scheme} differs from labels.json's {labels.scheme}",
-        )
+    words, chars = _vocabularies(directory / VOCAB_FILE, read_json(directory / VOCAB_FILE), config)
     network = build_network(config, labels)
     weights_path = directory / WEIGHTS_FILE
     try:
@@ -137,37 +134,6 @@ def load(directory: Path, device: torch.device | str = "cpu") -> ModelBundle:
     return ModelBundle(network, words, chars, labels, card, intents)
 
 
-def _validated(record: type[_Record], path: Path, data: Any) -> _Record:
-    """``data`` as ``record``, or an :class:`ArtifactError` naming the first bad field."""
-    try:
-        return record.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(file)"
-        raise ArtifactError(path, f"{field}: {first['msg']}") from None
-
-
-def resolve(name_or_path: str, models_dir: Path = SHIPPED_MODELS_DIR) -> Path:
-    """A shipped model's name (``ner``, ``slots``) or an artifact directory → its path."""
-    candidate = Path(name_or_path)
-    if candidate.is_dir():
-        return candidate
-    named = models_dir / name_or_path
-    if name_or_path in available(models_dir) and named.is_dir():
-        return named
-    known = ", ".join(available(models_dir)) or "none"
-    raise ArtifactError(
-        candidate, f"neither a model directory nor a shipped model name (known: {known})"
-    )
-
-
-def available(models_dir: Path = SHIPPED_MODELS_DIR) -> list[str]:
-    """Names of the artifact directories under ``models_dir``."""
-    if not models_dir.is_dir():
-        return []
-    return sorted(p.name for p in models_dir.iterdir() if (p / CONFIG_FILE).is_file())
-
-
 def _vocabularies(path: Path, data: Any, config: TaggerConfig) -> tuple[Vocabulary, Vocabulary]:
     try:
         words = Vocabulary(list(data["words"]))
@@ -183,42 +149,6 @@ def _vocabularies(path: Path, data: Any, config: TaggerConfig) -> tuple[Vocabula
             path, f"config.json expects {config.num_chars} chars, file has {len(chars)}"
         )
     return words, chars
-
-
-def _labels(path: Path, data: Any, config: TaggerConfig) -> LabelSet:
-    if not isinstance(data, dict) or not {"scheme", "labels"} <= set(data):
-        raise ArtifactError(path, "expected an object with 'scheme' and 'labels'")
-    try:
-        labels = LabelSet(list(data["labels"]), data["scheme"])
-    except (TypeError, ValueError) as error:
-        raise ArtifactError(path, f"invalid label set: {error}") from None
-    if len(labels) != config.num_tags:
-        raise ArtifactError(
-            path, f"config.json expects {config.num_tags} tags, file has {len(labels)}"
-        )
-    return labels
-
-
-def _intents(path: Path, data: dict[str, Any], config: TaggerConfig) -> list[str]:
-    intents = data.get("intents", [])
-    if not isinstance(intents, list) or not all(isinstance(i, str) and i for i in intents):
-        raise ArtifactError(path, "intents: expected a list of non-empty strings")
-    if len(set(intents)) != len(intents):
-        raise ArtifactError(path, "intents: duplicate entries")
-    if len(intents) != config.num_intents:
-        raise ArtifactError(
-            path, f"intents: config.json expects {config.num_intents}, file has {len(intents)}"
-        )
-    return list(intents)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(path, "file is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtifactError(path, f"not valid JSON ({error})") from None
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
 from tagserve.model.artifact import ModelBundle, load
 from tagserve.model.encoding import encode
 from tagserve.model.feature_cache import WordFeatureCache
-from tagserve.model.schemes import Span, spans_from_tags
+from tagserve.model.tagged import SentenceTagger, TaggedSentence
 
-
-@dataclass(frozen=True, slots=True)
-class TaggedSentence:
-    """Tags and per-tag confidence (CRF marginal or softmax probability) of one sentence;
-    for a model with an intent head, every intent with its probability, most likely first."""
-
-    tags: list[str]
-    scores: list[float]
-    intents: list[tuple[str, float]] | None = None
-
-    def spans(self, scheme: str) -> list[Span]:
-        """Entity spans over token indices."""
-        return spans_from_tags(self.tags, scheme)  # type: ignore[arg-type]
-
-
-class SentenceTagger(Protocol):
-    """Anything that tags a batch of tokenized sentences: a :class:`Predictor`, or the
-    service's model worker that runs one in another process."""
-
-    def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-        """One result per sentence, in input order."""
-        ...
+__all__ = ["Predictor", "SentenceTagger", "TaggedSentence"]
 
 
 class Predictor:

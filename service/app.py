@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
@@ -52,7 +51,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.torch_threads)
+        if models is None:  # tagging in this process's threads: torch is needed here
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
         app.state.models = models if models is not None else load_models(settings, metrics)
         for loaded in app.state.models.values():
             loaded.batcher.start()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tagserve.model.predictor import SentenceTagger, TaggedSentence
+from tagserve.model.tagged import SentenceTagger, TaggedSentence
 from tagserve.service.model_worker import WorkerUnavailable
 
 log = logging.getLogger(__name__)

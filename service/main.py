@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import ValidationError
 
-from tagserve.model.artifact import ArtifactError
+from tagserve.model.artifact_files import ArtifactError
 from tagserve.service.http_workers import (
     Supervisor,
     available_cpus,

@@ -34,9 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection, Listener, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tagserve.model.predictor import Predictor, TaggedSentence
+from tagserve.model.tagged import TaggedSentence
 from tagserve.text.processes import die_with_parent
+
+if TYPE_CHECKING:
+    from tagserve.model.predictor import Predictor
 
 log = logging.getLogger(__name__)
 # Test hook: a worker whose batch holds this token sleeps past any timeout (a hung model).
@@ -332,6 +336,7 @@ def _serve_model(
     import torch
 
     from tagserve.model.artifact import load
+    from tagserve.model.predictor import Predictor
 
     torch.set_num_threads(torch_threads)
     predictor = Predictor(load(Path(path), device), batch_size=batch_size, cache_words=cache_words)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tagserve.model.artifact import ArtifactError, ModelBundle, available, load
-from tagserve.model.predictor import Predictor, SentenceTagger
+from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, available, read_info
+from tagserve.model.tagged import SentenceTagger
 from tagserve.service.batcher import Batcher
 from tagserve.service.metrics import Metrics
 from tagserve.service.model_worker import (
@@ -18,13 +18,16 @@ from tagserve.service.model_worker import (
 )
 from tagserve.service.settings import Settings
 
+if TYPE_CHECKING:
+    from tagserve.model.artifact import ModelBundle
+
 
 @dataclass
 class LoadedModel:
     """A model ready to serve under ``name``: its artifact, and the batcher in front of it."""
 
     name: str
-    bundle: ModelBundle
+    bundle: ArtifactInfo
     batcher: Batcher
     worker: ModelWorker | ModelClient | None = None
 
@@ -68,27 +71,38 @@ def load_models(
     ``tagserve serve --workers N``) by the workers already running at those addresses;
     otherwise by a predictor in this process.
     """
-    # Every artifact is loaded and checked before any worker process is started. With worker
-    # processes this one only needs the model cards and labels, so it keeps them on the CPU.
-    device = "cpu" if in_processes or remote else settings.device
-    bundles = check_artifacts(settings, device)
     workers: dict[str, ModelWorker | ModelClient] = {}
+    predictors: dict[str, SentenceTagger] = {}
     if remote is not None:
+        # An HTTP worker of several: the models run in the shared model workers, so this
+        # process reads only cards and labels, and never imports torch.
+        infos = {name: read_info(settings.models_dir / name) for name in _names(settings)}
         workers = {
             name: ModelClient(remote[name], batch_timeout_s=settings.batch_timeout_s)
-            for name in bundles
+            for name in infos
         }
-    elif in_processes:
-        workers = dict(start_workers(settings, metrics, list(bundles)))
-    if workers:
-        # The workers hold the weights; this process needs only cards, labels and sizes.
-        for bundle in bundles.values():
-            bundle.network.to("meta")
+    else:
+        # Every artifact is loaded and checked before any worker process is started.
+        device = "cpu" if in_processes else settings.device
+        bundles = check_artifacts(settings, device)
+        infos = {
+            name: ArtifactInfo(b.labels, b.card, b.config, b.intents) for name, b in bundles.items()
+        }
+        if in_processes:
+            workers = dict(start_workers(settings, metrics, list(bundles)))
+            del bundles  # the workers hold the weights; this process needs only the cards
+        else:
+            from tagserve.model.predictor import Predictor
+
+            predictors = {
+                name: Predictor(
+                    bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
+                )
+                for name, bundle in bundles.items()
+            }
     loaded = {}
-    for name, bundle in bundles.items():
-        tagger: SentenceTagger = workers.get(name) or Predictor(
-            bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
-        )
+    for name, info in infos.items():
+        tagger: SentenceTagger = workers.get(name) or predictors[name]
         batcher = Batcher(
             tagger,
             name,
@@ -98,26 +112,31 @@ def load_models(
             on_batch=metrics.batch_size.labels(model=name).observe,
         )
         metrics.track_queue(name, partial(_waiting, batcher))
-        loaded[name] = LoadedModel(name, bundle, batcher, workers.get(name))
+        loaded[name] = LoadedModel(name, info, batcher, workers.get(name))
     return loaded
 
 
-def check_artifacts(settings: Settings, device: str) -> dict[str, ModelBundle]:
-    """Load every configured artifact onto ``device``, or raise :class:`ArtifactError`
-    naming the bad file (or the default model that is not among them)."""
+def _names(settings: Settings) -> list[str]:
     names = settings.models or available(settings.models_dir)
     if not names:
         raise ArtifactError(
             settings.models_dir, "no model artifacts found (each needs a config.json)"
         )
-    bundles = {name: load(settings.models_dir / name, device) for name in names}
-    if settings.default_model not in bundles:
+    if settings.default_model not in names:
         raise ArtifactError(
             settings.models_dir / settings.default_model,
             f"default model {settings.default_model!r} is not among the loaded ones "
-            f"({', '.join(bundles)})",
+            f"({', '.join(names)})",
         )
-    return bundles
+    return names
+
+
+def check_artifacts(settings: Settings, device: str) -> dict[str, ModelBundle]:
+    """Load every configured artifact onto ``device``, or raise :class:`ArtifactError`
+    naming the bad file (or the default model that is not among them)."""
+    from tagserve.model.artifact import load
+
+    return {name: load(settings.models_dir / name, device) for name in _names(settings)}
 
 
 def start_workers(settings: Settings, metrics: Metrics, names: list[str]) -> dict[str, ModelWorker]:

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tagserve.model.artifact import SHIPPED_MODELS_DIR
+from tagserve.model.artifact_files import SHIPPED_MODELS_DIR
 
 
 class Settings(BaseSettings):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagserve.model.card import TokenizerSpec
-from tagserve.model.predictor import TaggedSentence
 from tagserve.model.schemes import Scheme, convert, repair_bio, spans_from_tags
+from tagserve.model.tagged import TaggedSentence
 from tagserve.text.sentences import split_sentences
 from tagserve.text.tokenizer import Token, is_identifier, tokenize
 
