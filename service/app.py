@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from tagserve.service import errors
+from tagserve.service.fast_tag import FastTagRoute
 from tagserve.service.metrics import Metrics
 from tagserve.service.middleware import BodyLimit, RequestMetrics
 from tagserve.service.registry import LoadedModel, load_models
@@ -84,6 +85,9 @@ def create_app(
     app.state.models = {}
     errors.install(app)
     app.include_router(router)
+    # POST /tag goes through the lean route first (the OpenAPI page still describes the
+    # FastAPI one, which answers everything the lean route hands on).
+    app.router.routes.insert(0, FastTagRoute())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

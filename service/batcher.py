@@ -111,6 +111,8 @@ class Batcher:
             self._queue.append(_Pending(self._requests, words, future))
             futures.append(future)
         self._wakeup.set()
+        if len(futures) == 1:  # most requests: no gathering future needed
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     async def close(self, timeout: float) -> None:

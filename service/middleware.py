@@ -11,6 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagserve.service.metrics import Metrics
 
+# Where BodyLimit leaves the body it has read, for routes that can use the bytes directly.
+BODY_KEY = "tagserve.body"
 KNOWN_ROUTES = {"/tag", "/models", "/health", "/metrics", "/docs", "/openapi.json", "/"}
 
 
@@ -29,7 +31,7 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in {"POST", "PUT", "PATCH"}:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return
@@ -48,6 +50,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        scope[BODY_KEY] = body  # the lean /tag route takes it from here, unread
         replayed = False
 
         async def replay() -> Message:

@@ -69,6 +69,14 @@ async def tag(body: TagRequest, models: Models, settings: AppSettings) -> Respon
     An empty or whitespace-only text gives a result with no tokens. Long texts are split into
     sentences; offsets always refer to the text as sent.
     """
+    return await tag_response(body, models, settings)
+
+
+async def tag_response(
+    body: TagRequest, models: dict[str, LoadedModel], settings: Settings
+) -> Response:
+    """The work of ``POST /tag`` once the body is valid (shared with the fast route,
+    :mod:`tagserve.service.fast_tag`)."""
     name = body.model or settings.default_model
     loaded = models.get(name)
     if loaded is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,3 +82,38 @@ def test_text_like_inputs(text: str) -> None:
 def test_fast_path_equals_the_full_pattern(text: str) -> None:
     for style in STYLES:
         assert tokenize(text, style) == tokenize_by_pattern(text, style)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_words_with_a_trailing_mark_take_the_shortcut_to_the_same_tokens(style: str) -> None:
+    """A letters-only word with one mark after it skips the big pattern: abbreviations,
+    single letters, URLs and non-Latin letters must still come out as the pattern says."""
+    words = [
+        "Mr",
+        "mr",
+        "St",
+        "st",
+        "U",
+        "A",
+        "ab",
+        "www",
+        "http",
+        "Co",
+        "Corp",
+        "vs",
+        "etc",
+        "No",
+        "said",
+        "Paris",
+        "ÉCOLE",
+        "東京",
+        "I",
+        "x",
+        "Sept",
+        "Messrs",
+    ]
+    for word in words:
+        for mark in ',;:!?)".':
+            for context in ("{}", "a {} b", "{} B", "x {}\n", "{}\nA", "in the {}"):
+                text = context.format(word + mark)
+                assert tokenize(text, style) == tokenize_by_pattern(text, style), text  # type: ignore[arg-type]

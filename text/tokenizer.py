@@ -69,6 +69,11 @@ STYLES = tuple(_PATTERNS)
 _IDENTIFIER = re.compile(
     rf"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|@\w+|\#\w*{_LETTER}\w*"
 )
+# A word of letters with one of these after it is two tokens under every rule (none of them
+# joins a letter to one of these), so such a chunk also skips the big pattern.
+_TRAILING = frozenset(',;:!?)"')
+# Words that keep a following period ("Mr.", and those the ``abbrev`` rule names in lower case).
+_KEEP_PERIOD = frozenset(_ABBREVIATIONS.split("|")) | {"st", "mr", "mrs", "ms", "dr", "jr", "vs"}
 # Runs of non-separating characters: no token crosses one's edge.
 _CHUNKS = re.compile(f"[^\\s{_INVISIBLE}]+")
 
@@ -94,6 +99,15 @@ def tokenize(text: str, style: TokenizerStyle = "conll") -> list[Token]:
             # One character, or letters only (every rule but ``word`` needs a digit, a period
             # or an apostrophe): one token. Most words take this path past the big pattern.
             tokens.append(Token(piece, chunk.start(), chunk.end()))
+            continue
+        word, last = piece[:-1], piece[-1]
+        if word.isalpha() and (
+            last in _TRAILING or (last == "." and len(word) > 1 and word not in _KEEP_PERIOD)
+        ):
+            # "Paris," or "said.": the word, then the mark.
+            start = chunk.start()
+            tokens.append(Token(word, start, start + len(word)))
+            tokens.append(Token(last, start + len(word), start + len(piece)))
             continue
         # The full pattern from the chunk's start (with the whole text visible to lookarounds).
         end = chunk.end()

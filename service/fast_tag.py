@@ -1,0 +1,105 @@
+"""``POST /tag`` without FastAPI's per-request machinery, for the requests that need none.
+
+FastAPI's dependency solving, body parsing and route wrapping cost the HTTP process about as
+much CPU per ``/tag`` request as all the work of tagging it (tokenizing, batching, building
+the response). This raw ASGI route is put in front of the FastAPI route: it parses the body
+with pydantic's JSON parser straight into :class:`TagRequest` and runs the same
+:func:`~tagserve.service.routes.tag_response`. Anything unusual (a body that does not
+validate, an API key to check that does not match, a content type that is not JSON) is
+handed, body and all, to the FastAPI route, so every error keeps its exact answer. The
+OpenAPI page is generated from the FastAPI route, which stays declared.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from starlette.routing import Match, Route
+from starlette.types import Message, Receive, Scope, Send
+
+from tagserve.service.auth import key_matches
+from tagserve.service.middleware import BODY_KEY
+from tagserve.service.routes import tag_response
+from tagserve.service.schemas import TagRequest
+
+# Set in the scope of a request this route hands on, so that routing passes it by.
+_DECLINED = "tagserve.fast_tag_declined"
+
+
+class FastTagRoute(Route):
+    """``POST /tag`` by :class:`FastTag`, first among the app's routes; a request it hands
+    on is routed again without it, to the FastAPI route."""
+
+    def __init__(self) -> None:
+        super().__init__("/tag", FastTag(), methods=["POST"])
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get(_DECLINED):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+class FastTag:
+    """The raw ASGI app behind :class:`FastTagRoute`."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if BODY_KEY in scope:  # read (and size-checked) by the BodyLimit middleware, whose
+            body, more = scope[BODY_KEY], False  # ``receive`` still replays it unread
+            onward = receive
+        else:
+            body, more = await _read_body(receive)
+            onward = _replay(body, receive)
+        request = None if more else self._parse(scope, body)
+        if request is None:
+            await scope["app"].router({**scope, _DECLINED: True}, onward, send)
+            return
+        app = scope["app"]
+        response = await tag_response(request, app.state.models, app.state.settings)
+        await response(scope, receive, send)
+
+    def _parse(self, scope: Scope, body: bytes) -> TagRequest | None:
+        """The request, or None when the FastAPI route should answer it."""
+        content_type = b""
+        authorization = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"authorization":
+                authorization = value
+        if not content_type.startswith(b"application/json"):
+            return None
+        keys: list[str] = scope["app"].state.api_keys
+        if keys:
+            scheme, _, token = authorization.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not key_matches(token.strip(), keys):
+                return None
+        try:
+            return TagRequest.model_validate_json(body)
+        except ValidationError:
+            return None
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The whole body (already capped by the body-size middleware), and whether the client
+    disconnected first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), True
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` once, then whatever the client sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
