@@ -43,11 +43,13 @@ def tree(pid: int) -> list[int]:
 
 def http_pids(url: str, server: int, workers: int) -> set[int]:
     """The processes answering HTTP: the pids the responses name (fresh connections)."""
+    if workers == 1:
+        return {server}
     seen: set[int] = set()
     deadline = time.monotonic() + 30
     while len(seen) < workers and time.monotonic() < deadline:
         seen.add(int(httpx.get(f"{url}/health", timeout=5).headers["x-tagserve-worker"]))
-    return seen if workers > 1 else {server}
+    return seen
 
 
 def health_wrk(url: str, seconds: float) -> dict:
