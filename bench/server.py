@@ -82,3 +82,37 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    found = [pid]
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            for child in handle.read().split():
+                found += tree(int(child))
+    return found
+
+
+def http_pids(url: str, server: int, workers: int) -> set[int]:
+    """The processes answering HTTP: the pids the responses name (fresh connections)."""
+    if workers == 1:
+        return {server}
+    seen: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(seen) < workers and time.monotonic() < deadline:
+        seen.add(int(httpx.get(f"{url}/health", timeout=5).headers["x-tagserve-worker"]))
+    return seen
+
+
+def health_wrk(url: str, seconds: float) -> dict:
+    """wrk -c64 on GET /health: requests and req/s."""
+    done = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{int(seconds)}s", f"{url}/health"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in done.stdout.splitlines() if line.startswith("Requests/sec:"))
+    total = next(line for line in done.stdout.splitlines() if "requests in" in line)
+    return {"rps": float(line.split()[1]), "requests": int(total.split()[0])}

@@ -1,15 +1,16 @@
 """Service throughput and latency under a bounded load, batching on vs off, in one run.
 
     python -m bench.service_load [--requests 100000] [--concurrency 1,16,64] [--seconds 15]
-        [--client wrk|httpx] [--max-batch-size 32] [--max-wait-ms MS]
+        [--client wrk|httpx] [--max-batch-size 32] [--max-wait-ms MS] [--workers N]
 
 Starts `tagserve serve` on a free loopback port twice (batching on: TAGSERVE_MAX_BATCH_SIZE
 32; off: 1), sends single-sentence POST /tag requests (CoNLL-2003 test sentences,
 detokenized, in turn) at each concurrency with wrk (or an async httpx client), and prints
 requests/s, p50/p95/p99 latency and errors, then the ratio of batching on to off. Also a run
-of 32-text requests (sentences/s). Every run is bounded in time (--seconds) and in requests
-(--requests, a safety cap: wrk's rate is only right when the cap is not reached, which the
-script checks); all traffic stays on 127.0.0.1.
+of 32-text requests (sentences/s), and (with wrk) the CPU the HTTP processes spend per
+``POST /tag`` against per ``GET /health`` at c=64, model processes excluded. Every run is
+bounded in time (--seconds) and in requests (--requests, a safety cap: wrk's rate is only
+right when the cap is not reached, which the script checks); all traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.detok import detokenize
-from bench.server import cpu_seconds, process_tree, running_server, server_pid
+from bench.server import cpu_seconds, health_wrk, http_pids, running_server, server_pid, tree
 from tagserve.training.config import data_dir
 from tagserve.training.readers import read_dataset
 
@@ -113,18 +114,6 @@ def load_wrk(url: str, bodies: list[dict], concurrency: int, count: int, seconds
     }
 
 
-def health_rps(url: str, seconds: float) -> float:
-    """Requests/s of ``GET /health`` under wrk -c64: the HTTP stack with no model and no body."""
-    done = subprocess.run(
-        ["wrk", "-t1", "-c64", f"-d{int(seconds)}s", f"{url}/health"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    line = next(line for line in done.stdout.splitlines() if line.startswith("Requests/sec:"))
-    return float(line.split()[1])
-
-
 def _load_httpx(url: str, bodies: list[dict], concurrency: int, count: int, seconds: float) -> dict:
     return asyncio.run(load(url, bodies, concurrency, count, seconds))
 
@@ -149,8 +138,12 @@ def main() -> None:
         default=None,
         help="TAGSERVE_MAX_WAIT_MS for both runs (default: the service's)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="TAGSERVE_WORKERS: HTTP worker processes"
+    )
     args = parser.parse_args()
     extra_env = {"TAGSERVE_MAX_WAIT_MS": args.max_wait_ms} if args.max_wait_ms else {}
+    extra_env["TAGSERVE_WORKERS"] = str(args.workers)
     measure = load_wrk if args.client == "wrk" else _load_httpx
     sentences = [e.tokens for e in read_dataset(data_dir(args.data_dir) / "conll2003/test.txt")]
     texts = [detokenize(s)[0] for s in sentences]
@@ -158,7 +151,8 @@ def main() -> None:
     multi = [{"texts": texts[i : i + 32]} for i in range(0, len(texts) - 32, 32)]
     levels = [int(c) for c in args.concurrency.split(",")]
     print(
-        f"machine: {os.cpu_count()} cores; server: 1 uvicorn worker, TAGSERVE_TORCH_THREADS=1; "
+        f"machine: {os.cpu_count()} cores; server: --workers {args.workers}, "
+        "TAGSERVE_TORCH_THREADS=1; "
         f"client: {args.client} on the same machine; "
         f"TAGSERVE_MAX_WAIT_MS={args.max_wait_ms or 'default'}; "
         f"batching on = TAGSERVE_MAX_BATCH_SIZE={args.max_batch_size}, off = 1"
@@ -171,24 +165,41 @@ def main() -> None:
     for label, batch in (("on", str(args.max_batch_size)), ("off", "1")):
         with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch, **extra_env}) as (url, cold_start):
             asyncio.run(load(url, single, 8, 200, 10))  # warm-up
-            pids = process_tree(server_pid(url))
+            pids = tree(server_pid(url))
+            http = http_pids(url, server_pid(url), args.workers)
             for concurrency in levels:
                 cpu_before = [cpu_seconds(p) for p in pids]
                 r = measure(url, single, concurrency, args.requests, args.seconds)
+                if concurrency == 64:
+                    tag_cpu = sum(
+                        cpu_seconds(p) - b
+                        for p, b in zip(pids, cpu_before, strict=True)
+                        if p in http
+                    ) / max(r["requests"], 1)
                 busy = [
                     100 * (cpu_seconds(p) - before) / args.seconds
                     for p, before in zip(pids, cpu_before, strict=True)
                 ]
+                http_busy = sum(b for p, b in zip(pids, busy, strict=True) if p in http)
+                model_busy = [b for p, b in zip(pids, busy, strict=True) if p not in http]
                 rps[(label, concurrency)] = r["rps"]
                 print(
                     f"{label:>9} {concurrency:>5} {r['requests']:>9} {r['rps']:>8.0f} "
                     f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f} {r['errors']:>7}   "
-                    f"CPU: server {busy[0]:.0f}%, model processes "
-                    f"{' + '.join(f'{b:.0f}%' for b in busy[1:]) or 'none'}"
+                    f"CPU: HTTP {http_busy:.0f}%, other processes "
+                    f"{' + '.join(f'{b:.0f}%' for b in model_busy) or 'none'}"
                 )
             if label == "on" and args.client == "wrk":
-                baseline = health_rps(url, args.seconds)
-                print(f"framework baseline, GET /health at c=64: {baseline:.0f} req/s")
+                before = sum(cpu_seconds(p) for p in http)
+                health = health_wrk(url, args.seconds)
+                health_cpu = (sum(cpu_seconds(p) for p in http) - before) / health["requests"]
+                print(f"framework baseline, GET /health at c=64: {health['rps']:.0f} req/s")
+                if 64 in levels:
+                    print(
+                        f"HTTP-process CPU at c=64: {1000 * tag_cpu:.3f} ms per POST /tag, "
+                        f"{1000 * health_cpu:.3f} ms per GET /health, "
+                        f"ratio {tag_cpu / health_cpu:.2f}"
+                    )
             if label == "on":
                 r = measure(url, multi, 16, args.requests, args.seconds)
                 print(

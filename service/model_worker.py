@@ -116,7 +116,15 @@ class ModelClient:
         waits for a batch in flight: /health calls it on the event loop."""
         if self._connection is not None and _pid_alive(self.pid):
             return True
-        try:  # not connected yet, or the worker was replaced since: does a new one answer?
+        # Not connected yet, or the worker was replaced since. Connect now (the connection is
+        # kept: a handshake per /health would cost more than the check) unless a batch holds
+        # the connection; then only ask whether a worker answers.
+        if self._lock.acquire(blocking=False):
+            try:
+                return self._connect(wait_s=0) is not None
+            finally:
+                self._lock.release()
+        try:
             probe = Client(self.address.socket_path, "AF_UNIX", self.address.authkey)
         except (OSError, EOFError):
             return False
