@@ -4,7 +4,7 @@ FastAPI's dependency solving, body parsing and route wrapping cost the HTTP proc
 much CPU per ``/tag`` request as all the work of tagging it (tokenizing, batching, building
 the response). This raw ASGI route is put in front of the FastAPI route: it parses the body
 with pydantic's JSON parser straight into :class:`TagRequest` and runs the same
-:func:`~tagserve.service.routes.tag_response`. Anything unusual (a body that does not
+:func:`~tagserve.service.routes.tag_payload`. Anything unusual (a body that does not
 validate, an API key to check that does not match, a content type that is not JSON) is
 handed, body and all, to the FastAPI route, so every error keeps its exact answer. The
 OpenAPI page is generated from the FastAPI route, which stays declared.
@@ -18,11 +18,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tagserve.service.auth import key_matches
 from tagserve.service.middleware import BODY_KEY
-from tagserve.service.routes import tag_response
+from tagserve.service.routes import tag_payload
 from tagserve.service.schemas import TagRequest
 
 # Set in the scope of a request this route hands on, so that routing passes it by.
 _DECLINED = "tagserve.fast_tag_declined"
+_JSON = (b"content-type", b"application/json")
 
 
 class FastTagRoute(Route):
@@ -53,8 +54,11 @@ class FastTag:
             await scope["app"].router({**scope, _DECLINED: True}, onward, send)
             return
         app = scope["app"]
-        response = await tag_response(request, app.state.models, app.state.settings)
-        await response(scope, receive, send)
+        payload = await tag_payload(request, app.state.models, app.state.settings)
+        # The same headers as the FastAPI route's Response(media_type="application/json").
+        headers = [(b"content-length", str(len(payload)).encode()), _JSON]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
 
     def _parse(self, scope: Scope, body: bytes) -> TagRequest | None:
         """The request, or None when the FastAPI route should answer it."""

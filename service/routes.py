@@ -69,14 +69,14 @@ async def tag(body: TagRequest, models: Models, settings: AppSettings) -> Respon
     An empty or whitespace-only text gives a result with no tokens. Long texts are split into
     sentences; offsets always refer to the text as sent.
     """
-    return await tag_response(body, models, settings)
+    return Response(await tag_payload(body, models, settings), media_type="application/json")
 
 
-async def tag_response(
+async def tag_payload(
     body: TagRequest, models: dict[str, LoadedModel], settings: Settings
-) -> Response:
-    """The work of ``POST /tag`` once the body is valid (shared with the fast route,
-    :mod:`tagserve.service.fast_tag`)."""
+) -> bytes:
+    """The work of ``POST /tag`` once the body is valid, as the JSON response body (shared
+    with the lean route, :mod:`tagserve.service.fast_tag`)."""
     name = body.model or settings.default_model
     loaded = models.get(name)
     if loaded is None:
@@ -95,7 +95,7 @@ async def tag_response(
         plans, tagged, bundle.labels.scheme, bool(bundle.intents), body.intent_top_k
     )
     payload = {"model": {"name": loaded.name, "version": bundle.card.version}, "results": results}
-    return Response(orjson.dumps(payload), media_type="application/json")
+    return orjson.dumps(payload)
 
 
 def make_plans(body: TagRequest, loaded: LoadedModel, settings: Settings) -> list[TextPlan]:

@@ -86,7 +86,8 @@ def test_fast_path_equals_the_full_pattern(text: str) -> None:
 
 @pytest.mark.parametrize("style", STYLES)
 def test_words_with_a_trailing_mark_take_the_shortcut_to_the_same_tokens(style: str) -> None:
-    """A letters-only word with one mark after it skips the big pattern: abbreviations,
+    """A letters-only word with one mark after it, or a run of decimal digits, skips the big
+    pattern: abbreviations,
     single letters, URLs and non-Latin letters must still come out as the pattern says."""
     words = [
         "Mr",
@@ -111,9 +112,13 @@ def test_words_with_a_trailing_mark_take_the_shortcut_to_the_same_tokens(style: 
         "x",
         "Sept",
         "Messrs",
+        "1996",
+        "١٢",
+        "²3",
+        "3²",
     ]
     for word in words:
-        for mark in ',;:!?)".':
+        for mark in ("", *',;:!?)".'):
             for context in ("{}", "a {} b", "{} B", "x {}\n", "{}\nA", "in the {}"):
                 text = context.format(word + mark)
                 assert tokenize(text, style) == tokenize_by_pattern(text, style), text  # type: ignore[arg-type]

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagserve.model.card import TokenizerSpec
-from tagserve.model.schemes import Scheme, convert, repair_bio, spans_from_tags
+from tagserve.model.schemes import (
+    Scheme,
+    Span,
+    convert,
+    repair_bio,
+    spans_from_tags,
+    tags_from_spans,
+)
 from tagserve.model.tagged import TaggedSentence
 from tagserve.text.sentences import split_sentences
 from tagserve.text.tokenizer import Token, is_identifier, tokenize
@@ -101,7 +108,12 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
     entities: list[dict[str, Any]] = []
     text = plan.text
     for sentence, result in zip(plan.sentences, tagged, strict=True):
-        tags = convert(result.tags, scheme, "BIO")
+        spans: list[Span] | None = None
+        if scheme == "BIOES":  # decode the spans once: they are the BIO tags' spans too
+            spans = spans_from_tags(result.tags, "BIOES")
+            tags = tags_from_spans(spans, len(result.tags), "BIO")
+        else:
+            tags = convert(result.tags, scheme, "BIO")
         scores = [round(s, 4) for s in result.scores]
         # URLs, e-mail addresses, @handles and #hashtags are never part of an entity: they
         # are O by rule (score 1), and an entity they interrupted is repaired around them.
@@ -110,6 +122,7 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
             for i in identifiers:
                 tags[i], scores[i] = "O", 1.0
             tags = repair_bio(tags)
+            spans = None
         for token, tag, score in zip(sentence, tags, scores, strict=True):
             tokens.append(
                 {
@@ -120,7 +133,7 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
                     "score": score,
                 }
             )
-        for span in spans_from_tags(tags, "BIO"):
+        for span in spans if spans is not None else spans_from_tags(tags, "BIO"):
             start, end = sentence[span.start].start, sentence[span.end - 1].end
             entities.append(
                 {
