@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 from starlette.routing import Match, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from tagserve.service.auth import key_matches
 from tagserve.service.middleware import BODY_KEY
@@ -43,15 +43,12 @@ class FastTag:
     """The raw ASGI app behind :class:`FastTagRoute`."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if BODY_KEY in scope:  # read (and size-checked) by the BodyLimit middleware, whose
-            body, more = scope[BODY_KEY], False  # ``receive`` still replays it unread
-            onward = receive
-        else:
-            body, more = await _read_body(receive)
-            onward = _replay(body, receive)
-        request = None if more else self._parse(scope, body)
+        # The body, read and size-checked by the BodyLimit middleware, whose ``receive`` still
+        # replays it to whoever reads it next.
+        body = scope.get(BODY_KEY)
+        request = None if body is None else self._parse(scope, body)
         if request is None:
-            await scope["app"].router({**scope, _DECLINED: True}, onward, send)
+            await scope["app"].router({**scope, _DECLINED: True}, receive, send)
             return
         app = scope["app"]
         payload = await tag_payload(request, app.state.models, app.state.settings)
@@ -80,30 +77,3 @@ class FastTag:
             return TagRequest.model_validate_json(body)
         except ValidationError:
             return None
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The whole body (already capped by the body-size middleware), and whether the client
-    disconnected first."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks), True
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that gives ``body`` once, then whatever the client sends next."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
