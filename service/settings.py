@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     model_process: bool = Field(
         True,
         description="serve each model from a worker process of `tagserve serve` (its own GIL, "
-        "so model work and HTTP work do not wait on each other); false = a thread",
+        "so model work and HTTP work do not wait on each other); false = a thread (one HTTP "
+        "worker only: several always share model worker processes)",
     )
     batch_timeout_s: float = Field(
         30.0,
