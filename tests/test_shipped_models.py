@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 # Each shipped model's floor on its test split (percent); docs/results.md has the figures.
 BARS: dict[str, tuple[str, dict[str, float]]] = {
     "ner": ("conll2003/test.txt", {"f1": 90.0}),
-    "slots": ("atis/test", {"f1": 95.5, "intent_accuracy": 97.0, "frame_accuracy": 87.0}),
+    "slots": ("atis/test", {"f1": 95.8, "intent_accuracy": 97.0, "frame_accuracy": 87.0}),
 }
 # The ner model on the same test file with every token re-cased.
 CASING_BARS = {"lower": 87.0, "upper": 86.0}
