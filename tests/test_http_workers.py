@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 
 from tagserve.service.http_workers import available_cpus, cgroup_cpu_quota
 from tests.live_server import ROOT, start_server
-from tests.processes import child_pids
+from tests.processes import child_pids, worker_pids
 from tests.prometheus import sample_value
 
 SENTENCE = "Angela Merkel met Emmanuel Macron in Berlin on Tuesday."
@@ -105,3 +106,38 @@ def test_a_bad_worker_setting_is_refused_in_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "tagserve: error: setting TAGSERVE_WORKERS: Input should be greater than or equal to 1"
     ]
+
+
+@pytest.mark.slow
+def test_a_killed_shared_model_worker_is_replaced_for_every_http_worker(
+    shipped_models_dir: Path,
+) -> None:
+    server = start_server(shipped_models_dir, workers="2", models='["ner"]', log_level="error")
+    try:
+        http_workers: set[int] = set()
+        for _ in range(200):
+            response = httpx.post(f"{server.url}/tag", json={"text": SENTENCE}, timeout=30)
+            http_workers.add(int(response.headers["x-tagserve-worker"]))
+            if len(http_workers) == 2:
+                break
+        assert len(http_workers) == 2
+        (model_worker,) = [
+            pid for pid in worker_pids(server.process.pid) if pid not in http_workers
+        ]
+        os.kill(model_worker, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "no new model worker within 60 s"
+            time.sleep(0.1)
+        answered_by = set()
+        for _ in range(200):
+            response = httpx.post(f"{server.url}/tag", json={"text": SENTENCE}, timeout=30)
+            assert response.status_code == 200
+            answered_by.add(int(response.headers["x-tagserve-worker"]))
+            if answered_by == http_workers:
+                break
+        assert answered_by == http_workers  # both HTTP workers reach the new model worker
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        assert sample_value(text, "tagserve_model_worker_restarts_total", model="ner") == 1
+    finally:
+        server.stop()
