@@ -96,8 +96,11 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
     """
     settings = _settings_or_exit()
     count = workers or settings.workers or available_cpus()
-    created_metrics_dir = count > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    metrics_dir = prepare_metrics_dir() if count > 1 else None
+    # Several processes share metrics through files; a directory the user set is used (and
+    # wiped at start-up) even with one worker, since prometheus-client then reads files.
+    given_dir = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    created_metrics_dir = count > 1 and not given_dir
+    metrics_dir = prepare_metrics_dir() if count > 1 or given_dir else None
     # Imported only now: prometheus-client picks its multiprocess mode at import.
     import torch
 

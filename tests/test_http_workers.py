@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tagserve.service.http_workers import available_cpus, cgroup_cpu_quota
+from tagserve.service.http_workers import available_cpus, cgroup_cpu_quota, prepare_metrics_dir
 from tests.live_server import ROOT, start_server
 from tests.processes import child_pids, worker_pids
 from tests.prometheus import sample_value
@@ -141,3 +141,21 @@ def test_a_killed_shared_model_worker_is_replaced_for_every_http_worker(
         assert sample_value(text, "tagserve_model_worker_restarts_total", model="ner") == 1
     finally:
         server.stop()
+
+
+def test_a_given_metrics_directory_is_wiped_and_a_new_one_made_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = tmp_path / "metrics"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"stale samples of an earlier server")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    assert prepare_metrics_dir() == given and list(given.iterdir()) == []
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    made = prepare_metrics_dir()
+    try:
+        assert made.is_dir() and list(made.iterdir()) == []
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(made)
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        made.rmdir()
