@@ -70,27 +70,18 @@ def server_pid(url: str) -> int:
     raise RuntimeError(f"no tagserve serve process on port {port.decode()}")
 
 
-def process_tree(pid: int) -> list[int]:
-    """A process and its direct children (the server and its model processes)."""
-    children: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        children += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-    return [pid, *children]
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree(pid: int) -> list[int]:
-    """A process and all its descendants."""
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (the server, its HTTP and model workers)."""
     found = [pid]
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as handle:
-            for child in handle.read().split():
-                found += tree(int(child))
+        for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+            found += process_tree(int(child))
     return found
 
 

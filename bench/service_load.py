@@ -29,7 +29,14 @@ from pathlib import Path
 import httpx
 
 from bench.detok import detokenize
-from bench.server import cpu_seconds, health_wrk, http_pids, running_server, server_pid, tree
+from bench.server import (
+    cpu_seconds,
+    health_wrk,
+    http_pids,
+    process_tree,
+    running_server,
+    server_pid,
+)
 from tagserve.training.config import data_dir
 from tagserve.training.readers import read_dataset
 
@@ -165,7 +172,7 @@ def main() -> None:
     for label, batch in (("on", str(args.max_batch_size)), ("off", "1")):
         with running_server({"TAGSERVE_MAX_BATCH_SIZE": batch, **extra_env}) as (url, cold_start):
             asyncio.run(load(url, single, 8, 200, 10))  # warm-up
-            pids = tree(server_pid(url))
+            pids = process_tree(server_pid(url))
             http = http_pids(url, server_pid(url), args.workers)
             for concurrency in levels:
                 cpu_before = [cpu_seconds(p) for p in pids]

@@ -22,7 +22,14 @@ import time
 
 from bench.cold_start import memory_mb
 from bench.detok import detokenize
-from bench.server import cpu_seconds, health_wrk, http_pids, running_server, server_pid, tree
+from bench.server import (
+    cpu_seconds,
+    health_wrk,
+    http_pids,
+    process_tree,
+    running_server,
+    server_pid,
+)
 from bench.service_load import load_wrk
 from tagserve.training.config import data_dir
 from tagserve.training.readers import read_dataset
@@ -35,7 +42,7 @@ def measure(workers: int, single: list[dict], multi: list[dict], args: argparse.
         http = http_pids(url, server, workers)
         load_wrk(url, single, 16, args.requests, 2)  # warm-up
         time.sleep(1)
-        processes = tree(server)
+        processes = process_tree(server)
         pss = sum(memory_mb(p, "Pss") for p in processes)
 
         def http_cpu() -> float:

@@ -71,6 +71,11 @@ class ModelBundle:
         """The network's constructor arguments."""
         return self.network.config
 
+    @property
+    def info(self) -> ArtifactInfo:
+        """What serving needs besides the network (what :func:`read_info` reads)."""
+        return ArtifactInfo(self.labels, self.card, self.config, self.intents)
+
 
 def build_network(config: TaggerConfig, labels: LabelSet) -> Tagger:
     """A fresh network whose CRF forbids the transitions the labels' scheme forbids."""

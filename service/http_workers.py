@@ -22,7 +22,6 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
 from multiprocessing.connection import wait
 from pathlib import Path
 from types import FrameType
@@ -112,7 +111,7 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     os.kill(process.pid, sig)
 
-    def run(self, on_worker_exit: Callable[[int | None], None] | None = None) -> int:
+    def run(self) -> int:
         """Serve until signalled; 0 when every worker drained cleanly."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._signal)
@@ -133,12 +132,20 @@ class Supervisor:
                         process.pid,
                         process.exitcode,
                     )
-                    if on_worker_exit is not None:
-                        on_worker_exit(process.pid)
+                    _forget_process_metrics(process.pid)
                     self._workers[index] = self._start(index)
         codes = [p.exitcode for p in self._workers]
         log.info("HTTP workers stopped: exit codes %s", codes)
         return 0 if all(code == 0 for code in codes) else 1
+
+
+def _forget_process_metrics(pid: int | None) -> None:
+    """A dead HTTP worker's live gauges must not be summed any more. (Imported here: this
+    module is imported before the multiprocess directory is chosen.)"""
+    from prometheus_client import multiprocess
+
+    if pid is not None:
+        multiprocess.mark_process_dead(pid)
 
 
 def run_http_worker(index: int, host: str, port: int, models: list[WorkerAddress]) -> None:

@@ -130,7 +130,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
         else:
             with reserve_port(host, port) as reserved:
                 supervisor = Supervisor(host, count, reserved, [w.address for w in owners])
-                code = supervisor.run(on_worker_exit=_forget_process_metrics)
+                code = supervisor.run()
             if code:
                 sys.exit(code)
     finally:
@@ -139,11 +139,3 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
         if metrics_dir is not None and created_metrics_dir:
             with contextlib.suppress(OSError):
                 shutil.rmtree(metrics_dir)
-
-
-def _forget_process_metrics(pid: int | None) -> None:
-    """A dead HTTP worker's live gauges must not be summed any more."""
-    from prometheus_client import multiprocess
-
-    if pid is not None:
-        multiprocess.mark_process_dead(pid)

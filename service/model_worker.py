@@ -28,6 +28,7 @@ import os
 import queue
 import secrets
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -95,10 +96,8 @@ class ModelClient:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                connection = Client(self.address.socket_path, "AF_UNIX", self.address.authkey)
-                self.pid = connection.recv()
-                self._connection = connection
-                return connection
+                self._connection, self.pid = _dial(self.address)
+                return self._connection
             except (OSError, EOFError):
                 if time.monotonic() >= deadline:
                     return None
@@ -125,11 +124,11 @@ class ModelClient:
             finally:
                 self._lock.release()
         try:
-            probe = Client(self.address.socket_path, "AF_UNIX", self.address.authkey)
+            probe, pid = _dial(self.address)
         except (OSError, EOFError):
             return False
-        with contextlib.closing(probe):
-            return _pid_alive(probe.recv())
+        probe.close()
+        return _pid_alive(pid)
 
     def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
         """Tag a batch in the worker (blocking; the batcher calls this from its thread)."""
@@ -179,12 +178,10 @@ class ModelWorker:
         device: str = "cpu",
         start_timeout_s: float = 120.0,
         on_restart: Callable[[], None] | None = None,
-        socket_dir: Path | None = None,
     ) -> None:
         self.name = name
-        self._own_dir = socket_dir is None
-        directory = Path(socket_dir) if socket_dir is not None else _private_dir()
-        self.address = WorkerAddress(name, str(directory / f"{name}.sock"), secrets.token_bytes(32))
+        directory = tempfile.mkdtemp(prefix="tagserve-models-")
+        self.address = WorkerAddress(name, f"{directory}/{name}.sock", secrets.token_bytes(32))
         self._initargs = (str(path), torch_threads, batch_size, cache_words, device)
         self.batch_timeout_s = batch_timeout_s
         self.start_timeout_s = start_timeout_s
@@ -282,28 +279,27 @@ class ModelWorker:
         self.client.close()
         if process is not None and process.is_alive():
             # A stop message: the worker finishes the batches before it, then ends.
-            with (
-                contextlib.suppress(OSError, EOFError),
-                contextlib.closing(
-                    Client(self.address.socket_path, "AF_UNIX", self.address.authkey)
-                ) as control,
-            ):
-                control.recv()
-                control.send(None)
-                process.join(timeout)
+            with contextlib.suppress(OSError, EOFError):
+                control, _ = _dial(self.address)
+                with contextlib.closing(control):
+                    control.send(None)
+                    process.join(timeout)
             if process.is_alive():
                 process.kill()
                 process.join(5)
-        if self._own_dir:
-            with contextlib.suppress(OSError):
-                os.unlink(self.address.socket_path)
-                os.rmdir(os.path.dirname(self.address.socket_path))
+        with contextlib.suppress(OSError):
+            os.unlink(self.address.socket_path)
+            os.rmdir(os.path.dirname(self.address.socket_path))
 
 
-def _private_dir() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="tagserve-models-"))
+def _dial(address: WorkerAddress) -> tuple[Connection, int]:
+    """Connect (authenticated) to the model worker at ``address``; it answers with its pid."""
+    connection = Client(address.socket_path, "AF_UNIX", address.authkey)
+    try:
+        return connection, connection.recv()
+    except BaseException:
+        connection.close()
+        raise
 
 
 def _pid_alive(pid: int | None) -> bool:

@@ -85,9 +85,7 @@ def load_models(
         # Every artifact is loaded and checked before any worker process is started.
         device = "cpu" if in_processes else settings.device
         bundles = check_artifacts(settings, device)
-        infos = {
-            name: ArtifactInfo(b.labels, b.card, b.config, b.intents) for name, b in bundles.items()
-        }
+        infos = {name: bundle.info for name, bundle in bundles.items()}
         if in_processes:
             workers = dict(start_workers(settings, metrics, list(bundles)))
             del bundles  # the workers hold the weights; this process needs only the cards

@@ -87,10 +87,10 @@ class TagRequest(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> TagRequest:
-        if (self.text is not None) + (self.texts is not None) + (self.tokens is not None) == 1:
-            return self
-        given = [name for name in ("text", "texts", "tokens") if getattr(self, name) is not None]
-        if len(given) != 1:
+        if (self.text is not None) + (self.texts is not None) + (self.tokens is not None) != 1:
+            given = [
+                name for name in ("text", "texts", "tokens") if getattr(self, name) is not None
+            ]
             raise ValueError(
                 "give exactly one of 'text', 'texts' or 'tokens' "
                 f"(got {', '.join(given) or 'none'})"

@@ -14,8 +14,6 @@ from typing import Any
 from tagserve.model.card import TokenizerSpec
 from tagserve.model.schemes import (
     Scheme,
-    Span,
-    convert,
     repair_bio,
     spans_from_tags,
     tags_from_spans,
@@ -108,12 +106,10 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
     entities: list[dict[str, Any]] = []
     text = plan.text
     for sentence, result in zip(plan.sentences, tagged, strict=True):
-        spans: list[Span] | None = None
-        if scheme == "BIOES":  # decode the spans once: they are the BIO tags' spans too
-            spans = spans_from_tags(result.tags, "BIOES")
-            tags = tags_from_spans(spans, len(result.tags), "BIO")
-        else:
-            tags = convert(result.tags, scheme, "BIO")
+        # Spans decoded once, in the model's scheme; written as BIO they are the BIO tags'
+        # spans too (for BIO input this is conlleval's repair of a stray I-).
+        spans = spans_from_tags(result.tags, scheme)
+        tags = tags_from_spans(spans, len(result.tags), "BIO")
         scores = [round(s, 4) for s in result.scores]
         # URLs, e-mail addresses, @handles and #hashtags are never part of an entity: they
         # are O by rule (score 1), and an entity they interrupted is repaired around them.
@@ -122,7 +118,7 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
             for i in identifiers:
                 tags[i], scores[i] = "O", 1.0
             tags = repair_bio(tags)
-            spans = None
+            spans = spans_from_tags(tags, "BIO")
         for token, tag, score in zip(sentence, tags, scores, strict=True):
             tokens.append(
                 {
@@ -133,7 +129,7 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
                     "score": score,
                 }
             )
-        for span in spans if spans is not None else spans_from_tags(tags, "BIO"):
+        for span in spans:
             start, end = sentence[span.start].start, sentence[span.end - 1].end
             entities.append(
                 {
