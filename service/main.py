@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from tagserve.model.artifact_files import ArtifactError
 from tagserve.service.http_workers import (
@@ -85,6 +86,9 @@ def _settings_or_exit() -> Settings:
         first = error.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         sys.exit(f"tagserve: error: setting TAGSERVE_{field.upper()}: {first['msg']}")
+    except SettingsError as error:
+        # A value pydantic-settings could not even decode (its message names the field).
+        sys.exit(f"tagserve: error: {error}")
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -> None:

@@ -20,8 +20,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAGSERVE_", extra="ignore")
 
     models_dir: Path = Field(SHIPPED_MODELS_DIR, description="folder of model artifact directories")
-    models: list[str] = Field(
-        default_factory=list, description="model names to load (default: every one in models_dir)"
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="model names to load, comma-separated or a JSON list (default: every one "
+        "in models_dir)",
     )
     default_model: str = Field("ner", description="model used when a request names none")
     max_batch_size: int = Field(
@@ -101,8 +103,9 @@ class Settings(BaseSettings):
         description="a file with one key per line (a mounted Docker or Kubernetes secret), "
         "added to api_keys",
     )
-    cors_origins: list[str] = Field(
-        default_factory=list, description="CORS allow-list; empty = off"
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CORS allow-list, comma-separated or a JSON list; empty = off",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
 
@@ -121,21 +124,30 @@ class Settings(BaseSettings):
                 )
         return value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("models", "cors_origins", "api_keys", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            return json.loads(text) if text.startswith("[") else text.split(",")
-        return value
+    def _split_list(cls, value: object) -> object:
+        """``a,b`` or ``["a", "b"]``: the comma form is what people type into an environment
+        variable, the JSON form is what pydantic-settings reads by default."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise PydanticCustomError(
+                    "json_list", "not a JSON list ({reason})", {"reason": error.msg}
+                ) from None
+        return text.split(",")
 
-    @field_validator("api_keys")
+    @field_validator("models", "cors_origins", "api_keys")
     @classmethod
-    def _strip_keys(cls, value: list[str]) -> list[str]:
-        keys = [key.strip() for key in value]
-        if any(not key for key in keys):
-            raise ValueError("an API key must not be empty")
-        return keys
+    def _strip_items(cls, value: list[str]) -> list[str]:
+        items = [item.strip() for item in value]
+        if any(not item for item in items):
+            raise PydanticCustomError("empty_item", "an empty entry in the list")
+        return items
 
     @field_validator("api_keys_file")
     @classmethod

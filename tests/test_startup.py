@@ -119,3 +119,43 @@ def test_serve_rejects_a_bad_port_before_loading_anything() -> None:
     assert done.returncode == 2
     assert "argument --port: expected a port number 0-65535, got '99999'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TAGSERVE_MODELS", "tiny, other", ["tiny", "other"]),
+        ("TAGSERVE_MODELS", '["tiny", "other"]', ["tiny", "other"]),
+        ("TAGSERVE_MODELS", "tiny", ["tiny"]),
+        ("TAGSERVE_CORS_ORIGINS", "https://a.example,https://b.example",
+         ["https://a.example", "https://b.example"]),
+        ("TAGSERVE_API_KEYS", "k1,k2", ["k1", "k2"]),
+    ],
+)  # fmt: skip
+def test_list_settings_take_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: list[str]
+) -> None:
+    """What people type into an environment variable (``a,b``) works, not only JSON."""
+    from tagserve.service.settings import Settings
+
+    monkeypatch.setenv(variable, value)
+    settings = Settings()
+    assert getattr(settings, variable.removeprefix("TAGSERVE_").lower()) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("tiny,", "setting TAGSERVE_MODELS: an empty entry in the list"),
+        ('["tiny"', "setting TAGSERVE_MODELS: not a JSON list"),
+    ],
+)
+def test_a_bad_list_setting_is_one_line(value: str, message: str) -> None:
+    env = {**os.environ, "TAGSERVE_MODELS": value, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tagserve", "serve", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tagserve: error: {message}"), done.stderr

@@ -94,6 +94,27 @@ def test_trainer_overfits_twenty_sentences(
     )
 
 
+def test_weight_average_is_what_gets_scored_and_saved(tmp_path: Path) -> None:
+    """With ``weight_average`` the artifact holds the running average of the weights, not
+    the last step's: same seed and data, different saved weights, and it still learns."""
+    from safetensors.torch import load_file
+
+    from tagserve.training.config import load_config
+    from tagserve.training.trainer import train
+
+    train_file = write_conll(tmp_path / "train.txt", make_sentences(20))
+    weights = {}
+    for decay in (0.0, 0.9):
+        path = write_config(tmp_path / "toy.toml", train_file, epochs=25)
+        config = load_config(path, [f"training.weight_average={decay}"])
+        result = train(config, tmp_path / f"toy-{decay}", progress=False)
+        assert result["dev"]["f1"] == 100.0
+        weights[decay] = load_file(tmp_path / f"toy-{decay}" / "weights.safetensors")
+    lstm = "rnn.weight_hh_l0"
+    assert weights[0.0].keys() == weights[0.9].keys()
+    assert not weights[0.0][lstm].allclose(weights[0.9][lstm], atol=1e-4)
+
+
 def test_conll_reader_skips_docstart_and_reads_last_column(tmp_path: Path) -> None:
     path = write_conll(tmp_path / "d.txt", make_sentences(3))
     examples = read_conll(path)

@@ -27,6 +27,7 @@ BASE = '[data]\ntrain = "missing/train.txt"\ndev = "missing/dev.txt"\n'
         ('[artifact]\ntokenizer = "spacy"\n', [], r"\[artifact\] tokenizer: Input should be"),
         ("[training]\nbatch_size = 0\n", [], r"\[training\] batch_size: Input should be greater"),
         ("[training\nepochs = 3\n", [], r"TOML syntax error"),
+        ("", ["training.weight_average=1"], r"\[training\] weight_average: Input should be less"),
         ("[model]\nhidden = 3\n", [], r"unknown key in \[model\]: hidden"),
         (
             "[training.case_augmentation]\nlower = 0.8\nupper = 0.4\n",

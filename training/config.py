@@ -79,6 +79,13 @@ class OptimConfig(_Section):
     weight_decay: float = Field(0.0, ge=0)
     clip_norm: float = Field(5.0, ge=0)
     word_dropout: float = Field(0.05, ge=0, lt=1)
+    weight_average: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="decay of an exponential moving average of the weights, updated every "
+        "step; dev scores and the saved artifact use the average (0 = off)",
+    )
     patience: int = Field(10, ge=1)
     seed: int = 42
     max_minutes: float | None = Field(None, gt=0)
