@@ -3,7 +3,8 @@
 Requests put their sentences on a bounded FIFO; one asyncio task takes up to
 ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for a batch to fill while the
 model is idle) and runs the model in a single worker thread, so the event loop never blocks
-on CPU work. While a batch runs, new sentences queue up and form the next one. Each
+on CPU work (a model in a worker process is awaited on the loop: it only waits on a socket).
+While a batch runs, new sentences queue up and form the next one. Each
 sentence's future is resolved with its own result, so a request's answers come back in its
 order however its sentences were spread across batches.
 
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -68,6 +69,10 @@ class Batcher:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._tagger = tagger
+        # A tagger in another process answers on the event loop (no thread per batch).
+        self._predict_async: Callable[[list[list[str]]], Awaitable[list[TaggedSentence]]] | None = (
+            getattr(tagger, "predict_async", None)
+        )
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
@@ -162,9 +167,11 @@ class Batcher:
                 await self._retry_singly(loop, batch)
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
-        results = await loop.run_in_executor(
-            self._executor, self._tagger.predict, [p.words for p in batch]
-        )
+        sentences = [p.words for p in batch]
+        if self._predict_async is not None:
+            results = await self._predict_async(sentences)
+        else:
+            results = await loop.run_in_executor(self._executor, self._tagger.predict, sentences)
         self.batches += 1
         self.sentences += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))

@@ -3,8 +3,10 @@ worker is replaced and counted, /health follows it, nothing is left running."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,21 @@ def _worker(path: Path, timeout_s: float = 20.0) -> ModelWorker:
     return worker
 
 
+Predict = Callable[[ModelWorker, list[list[str]]], object]
+
+
+@pytest.fixture(params=["blocking", "event loop"])
+def predict(request: pytest.FixtureRequest) -> Iterator[Predict]:
+    """Both ways to reach a worker: ``predict`` (a thread's blocking call) and
+    ``predict_async`` (the batcher's, on one event loop for the whole test)."""
+    if request.param == "blocking":
+        yield lambda worker, sentences: worker.predict(sentences)
+        return
+    loop = asyncio.new_event_loop()
+    yield lambda worker, sentences: loop.run_until_complete(worker.predict_async(sentences))
+    loop.close()
+
+
 def _wait_until(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -42,51 +59,56 @@ def _wait_until(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-un
     return False
 
 
-def test_worker_answers_equal_in_process_answers(tiny_artifact: Path) -> None:
+def test_worker_answers_equal_in_process_answers(tiny_artifact: Path, predict: Predict) -> None:
     worker = _worker(tiny_artifact)
     try:
         assert worker.pid != os.getpid()
         expected = Predictor(load(tiny_artifact), batch_size=2, cache_words=100)
-        assert worker.predict(SENTENCES) == expected.predict(SENTENCES)
+        assert predict(worker, SENTENCES) == expected.predict(SENTENCES)
+        again = predict(worker, SENTENCES[:1])  # the same connection, a second batch
+        assert [t.tags for t in again] == [t.tags for t in expected.predict(SENTENCES[:1])]  # type: ignore[attr-defined]
     finally:
         worker.close()
     assert not worker.alive
 
 
-def test_an_error_fails_one_batch_and_the_worker_goes_on(tiny_artifact: Path) -> None:
+def test_an_error_fails_one_batch_and_the_worker_goes_on(
+    tiny_artifact: Path, predict: Predict
+) -> None:
     worker = _worker(tiny_artifact)
     try:
         with pytest.raises(TypeError):
-            worker.predict([[1, 2]])  # type: ignore[list-item]
-        assert len(worker.predict(SENTENCES)) == 3
+            predict(worker, [[1, 2]])  # type: ignore[list-item]
+        assert len(predict(worker, SENTENCES)) == 3  # type: ignore[arg-type]
         assert worker.restarts == 0
     finally:
         worker.close()
 
 
-def test_a_killed_worker_is_replaced(tiny_artifact: Path) -> None:
+def test_a_killed_worker_is_replaced(tiny_artifact: Path, predict: Predict) -> None:
     worker = _worker(tiny_artifact)
     try:
+        assert len(predict(worker, SENTENCES)) == 3  # type: ignore[arg-type]
         first = worker.pid
         os.kill(first, 9)
         assert _wait_until(lambda: worker.restarts == 1)
-        assert len(worker.predict(SENTENCES)) == 3
+        assert len(predict(worker, SENTENCES)) == 3  # type: ignore[arg-type]
         assert worker.alive and worker.restarts == 1
     finally:
         worker.close()
 
 
 def test_a_hung_worker_is_replaced_and_its_batch_gets_unavailable(
-    tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch, predict: Predict
 ) -> None:
     monkeypatch.setenv(HANG_TOKEN_VARIABLE, "HANGME")
     worker = _worker(tiny_artifact, timeout_s=1.0)
     try:
         started = time.monotonic()
         with pytest.raises(WorkerUnavailable, match=r"overran the batch timeout \(1 s\)"):
-            worker.predict([["a", "HANGME"]])
+            predict(worker, [["a", "HANGME"]])
         assert time.monotonic() - started < 5
-        assert len(worker.predict(SENTENCES)) == 3
+        assert len(predict(worker, SENTENCES)) == 3  # type: ignore[arg-type]
         assert worker.restarts == 1
     finally:
         worker.close()

@@ -20,7 +20,7 @@ from tagserve.model.schemes import (
 )
 from tagserve.model.tagged import TaggedSentence
 from tagserve.text.sentences import split_sentences
-from tagserve.text.tokenizer import Token, is_identifier, tokenize
+from tagserve.text.tokenizer import Token, is_identifier, may_hold_identifiers, tokenize
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ def plan_text(text: str, tokenizer: TokenizerSpec, max_sentence_tokens: int) -> 
     """Tokenize and split into sentences; over-long sentences are cut into pieces."""
     sentences = []
     for sentence in split_sentences(text, tokenize(text, tokenizer.style)):
+        if len(sentence) <= max_sentence_tokens:
+            sentences.append(sentence)
+            continue
         for start in range(0, len(sentence), max_sentence_tokens):
             sentences.append(sentence[start : start + max_sentence_tokens])
     return TextPlan(text, sentences)
@@ -105,6 +108,7 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
     tokens: list[dict[str, Any]] = []
     entities: list[dict[str, Any]] = []
     text = plan.text
+    check_identifiers = may_hold_identifiers(text)
     for sentence, result in zip(plan.sentences, tagged, strict=True):
         # Spans decoded once, in the model's scheme; written as BIO they are the BIO tags'
         # spans too (for BIO input this is conlleval's repair of a stray I-).
@@ -113,7 +117,11 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
         scores = [round(s, 4) for s in result.scores]
         # URLs, e-mail addresses, @handles and #hashtags are never part of an entity: they
         # are O by rule (score 1), and an entity they interrupted is repaired around them.
-        identifiers = [i for i, token in enumerate(sentence) if is_identifier(token.text)]
+        identifiers = (
+            [i for i, token in enumerate(sentence) if is_identifier(token.text)]
+            if check_identifiers
+            else []
+        )
         if identifiers:
             for i in identifiers:
                 tags[i], scores[i] = "O", 1.0

@@ -34,15 +34,18 @@ def split_sentences(text: str, tokens: list[Token]) -> list[list[Token]]:
     sentences: list[list[Token]] = []
     current: list[Token] = []
     ended = False
-    width = max((len(line.strip()) for line in text.splitlines()), default=0)
+    # Without a line break (most requests) only final punctuation can end a sentence, and no
+    # gap between tokens needs looking at.
+    lines = "\n" in text
+    width = max((len(line.strip()) for line in text.splitlines()), default=0) if lines else 0
     for i, token in enumerate(tokens):
         if current:
-            gap = text[current[-1].end : token.start]
             starts_new = ended and token.text not in _CLOSING and _looks_like_start(token.text)
+            gap = text[current[-1].end : token.start] if lines else ""
             deliberate_break = (
                 not ended and "\n" in gap and _deliberate_break(text, current[-1], token, width)
             )
-            if _BLANK_LINE.search(gap) or starts_new or deliberate_break:
+            if starts_new or (lines and _BLANK_LINE.search(gap)) or deliberate_break:
                 sentences.append(current)
                 current = []
                 ended = False

@@ -279,7 +279,7 @@ def fit(
         epoch_start = time.monotonic()
         loss = run_epoch(state, optimizer, opt, rng, progress, epoch, average)
         scheduler.step()
-        bundle = state.bundle(card, average.module if average is not None else None)
+        bundle = state.bundle(card, averaged_network(average))
         dev_metrics = evaluate(Predictor(bundle, batch_size=256), dev_set)
         record = {
             "epoch": epoch,
@@ -319,6 +319,15 @@ def weight_average(network: Tagger, decay: float) -> AveragedModel | None:
     if decay == 0:
         return None
     return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
+def averaged_network(average: AveragedModel | None) -> Tagger | None:
+    """The network inside ``average`` (None without one)."""
+    if average is None:
+        return None
+    network = average.module
+    assert isinstance(network, Tagger)
+    return network
 
 
 def run_epoch(
