@@ -117,12 +117,21 @@ def tokenize(text: str, style: TokenizerStyle = "conll") -> list[Token]:
             tokens.append(_new_token(Token, (word, start, split)))
             tokens.append(_new_token(Token, (last, split, split + 1)))
             continue
-        # The full pattern from the chunk's start (with the whole text visible to lookarounds).
-        end = chunk.end()
-        for match in pattern.finditer(text, chunk.start()):
-            if match.start() >= end:
+        # The full pattern, token by token from the chunk's start (with the whole text visible
+        # to lookarounds). Inside a chunk some rule (at worst ``other``) matches at every
+        # position, so matching at the position is what a search would find there, without
+        # searching on past the chunk for a token that is not its own.
+        position, end = chunk.start(), chunk.end()
+        while position < end:
+            match = pattern.match(text, position)
+            if match is None or match.end() == position:  # not expected; searching is exact
+                for match in pattern.finditer(text, position):
+                    if match.start() >= end:
+                        break
+                    tokens.append(_new_token(Token, (match.group(), match.start(), match.end())))
                 break
-            tokens.append(_new_token(Token, (match.group(), match.start(), match.end())))
+            tokens.append(_new_token(Token, (match.group(), position, match.end())))
+            position = match.end()
     return tokens
 
 
