@@ -97,15 +97,20 @@ def test_serve_exits_with_one_line(tiny_artifact: Path, corrupt) -> None:  # typ
     mark = f"TAGSERVE_TEST_MARK={uuid.uuid4()}"
     env = {**os.environ, "TAGSERVE_MODELS_DIR": str(models_dir), "TAGSERVE_DEFAULT_MODEL": "tiny",
            "PYTHONPATH": str(ROOT), "TAGSERVE_TEST_MARK": mark.partition("=")[2]}  # fmt: skip
+    assert failed_serve_line(env).startswith(expected)
+    assert pids_with_environment(mark) == [], "a process of the failed server is still running"
+
+
+def failed_serve_line(env: dict[str, str]) -> str:
+    """``tagserve serve`` with ``env``: it must exit 1 with one line and no traceback."""
     done = subprocess.run(
         [sys.executable, "-m", "tagserve", "serve", "--port", "0"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert done.returncode == 1
+    assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
-    assert "Traceback" not in done.stderr
-    assert pids_with_environment(mark) == [], "a process of the failed server is still running"
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
 
 
 def test_serve_rejects_a_bad_port_before_loading_anything() -> None:
@@ -152,10 +157,4 @@ def test_list_settings_take_commas_or_json(
 )
 def test_a_bad_list_setting_is_one_line(value: str, message: str) -> None:
     env = {**os.environ, "TAGSERVE_MODELS": value, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tagserve", "serve", "--port", "0"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"tagserve: error: {message}"), done.stderr
+    assert failed_serve_line(env).startswith(f"tagserve: error: {message}")
