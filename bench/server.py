@@ -96,8 +96,10 @@ def http_pids(url: str, server: int, workers: int) -> set[int]:
     return seen
 
 
-def health_wrk(url: str, seconds: float) -> dict:
-    """wrk -c64 on GET /health: requests and req/s."""
+def health_wrk(url: str, seconds: float, http: set[int]) -> dict:
+    """wrk -c64 on GET /health: requests, req/s, and ``cpu``: the CPU seconds the ``http``
+    processes spent per request (the baseline of the /tag : /health ratio)."""
+    before = sum(cpu_seconds(p) for p in http)
     done = subprocess.run(
         ["wrk", "-t2", "-c64", f"-d{int(seconds)}s", f"{url}/health"],
         capture_output=True,
@@ -106,4 +108,6 @@ def health_wrk(url: str, seconds: float) -> dict:
     )
     line = next(line for line in done.stdout.splitlines() if line.startswith("Requests/sec:"))
     total = next(line for line in done.stdout.splitlines() if "requests in" in line)
-    return {"rps": float(line.split()[1]), "requests": int(total.split()[0])}
+    requests = int(total.split()[0])
+    cpu = (sum(cpu_seconds(p) for p in http) - before) / max(requests, 1)
+    return {"rps": float(line.split()[1]), "requests": requests, "cpu": cpu}

@@ -197,9 +197,8 @@ def main() -> None:
                     f"{' + '.join(f'{b:.0f}%' for b in model_busy) or 'none'}"
                 )
             if label == "on" and args.client == "wrk":
-                before = sum(cpu_seconds(p) for p in http)
-                health = health_wrk(url, args.seconds)
-                health_cpu = (sum(cpu_seconds(p) for p in http) - before) / health["requests"]
+                health = health_wrk(url, args.seconds, http)
+                health_cpu = health["cpu"]
                 print(f"framework baseline, GET /health at c=64: {health['rps']:.0f} req/s")
                 if 64 in levels:
                     print(

@@ -36,7 +36,7 @@ from tagserve.training.readers import read_dataset
 
 
 def measure(workers: int, single: list[dict], multi: list[dict], args: argparse.Namespace) -> dict:
-    env = {"TAGSERVE_WORKERS": str(workers), "TAGSERVE_MODELS": '["ner"]'}
+    env = {"TAGSERVE_WORKERS": str(workers), "TAGSERVE_MODELS": "ner"}
     with running_server(env, timeout=120) as (url, cold_start):
         server = server_pid(url)
         http = http_pids(url, server, workers)
@@ -45,15 +45,10 @@ def measure(workers: int, single: list[dict], multi: list[dict], args: argparse.
         processes = process_tree(server)
         pss = sum(memory_mb(p, "Pss") for p in processes)
 
-        def http_cpu() -> float:
-            return sum(cpu_seconds(p) for p in http)
-
-        before = http_cpu()
+        before = sum(cpu_seconds(p) for p in http)
         tag = load_wrk(url, single, 64, args.requests, args.seconds)
-        tag_cpu = (http_cpu() - before) / tag["requests"]
-        before = http_cpu()
-        health = health_wrk(url, args.seconds)
-        health_cpu = (http_cpu() - before) / health["requests"]
+        tag_cpu = (sum(cpu_seconds(p) for p in http) - before) / tag["requests"]
+        health = health_wrk(url, args.seconds, http)
         bulk = load_wrk(url, multi, 16, args.requests, args.seconds)
     return {
         "workers": workers,
@@ -62,8 +57,8 @@ def measure(workers: int, single: list[dict], multi: list[dict], args: argparse.
         "errors": tag["errors"] + bulk["errors"],
         "health_rps": health["rps"],
         "tag_cpu_ms": 1000 * tag_cpu,
-        "health_cpu_ms": 1000 * health_cpu,
-        "cpu_ratio": tag_cpu / health_cpu,
+        "health_cpu_ms": 1000 * health["cpu"],
+        "cpu_ratio": tag_cpu / health["cpu"],
         "sentences_per_s": bulk["rps"] * 32,
         "cold_start_s": cold_start,
         "pss_mb": pss,

@@ -2,9 +2,9 @@
 
 Requests put their sentences on a bounded FIFO; one asyncio task takes up to
 ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for a batch to fill while the
-model is idle) and runs the model in a single worker thread, so the event loop never blocks
-on CPU work (a model in a worker process is awaited on the loop: it only waits on a socket).
-While a batch runs, new sentences queue up and form the next one. Each
+model is idle) and awaits the model on them: a model worker process over its socket, or an
+in-process model in a thread of its own (:class:`ThreadTagger`), so the event loop never
+blocks on CPU work. While a batch runs, new sentences queue up and form the next one. Each
 sentence's future is resolved with its own result, so a request's answers come back in its
 order however its sentences were spread across batches.
 
@@ -19,9 +19,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from tagserve.model.tagged import SentenceTagger, TaggedSentence
 from tagserve.service.model_worker import WorkerUnavailable
@@ -49,6 +50,36 @@ class ModelFailure(Exception):
     """The model raised on a batch; only that batch's requests fail."""
 
 
+class AsyncTagger(Protocol):
+    """What a batcher awaits: a model worker (:mod:`tagserve.service.model_worker`) or a
+    :class:`ThreadTagger`."""
+
+    async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+        """One result per sentence, in input order."""
+        ...
+
+
+class ThreadTagger:
+    """An in-process model (a :class:`~tagserve.model.predictor.Predictor`) run in one thread
+    of its own, awaitable from the event loop; the in-process counterpart of a model worker
+    (``alive`` and ``close`` too)."""
+
+    alive = True
+
+    def __init__(self, tagger: SentenceTagger, name: str) -> None:
+        self._tagger = tagger
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+
+    async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+        """Tag a batch in the model's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._tagger.predict, sentences)
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Stop the thread once the batch it runs, if any, is done."""
+        self._executor.shutdown(wait=True)
+
+
 @dataclass(slots=True)
 class _Pending:
     request: int
@@ -61,7 +92,7 @@ class Batcher:
 
     def __init__(
         self,
-        tagger: SentenceTagger,
+        tagger: AsyncTagger,
         name: str,
         max_batch_size: int,
         max_wait_ms: float,
@@ -69,10 +100,6 @@ class Batcher:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._tagger = tagger
-        # A tagger in another process answers on the event loop (no thread per batch).
-        self._predict_async: Callable[[list[list[str]]], Awaitable[list[TaggedSentence]]] | None = (
-            getattr(tagger, "predict_async", None)
-        )
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
@@ -81,7 +108,6 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
         self._closed = False
         self.batches = 0
         self.sentences = 0
@@ -121,7 +147,8 @@ class Batcher:
         return list(await asyncio.gather(*futures))
 
     async def close(self, timeout: float) -> None:
-        """Stop taking work, finish what is queued (up to ``timeout`` s), then stop the worker."""
+        """Stop taking work and finish what is queued (up to ``timeout`` s); the model itself
+        is closed by its owner afterwards."""
         self._closed = True
         if self._task is not None and self._wakeup is not None:
             self._wakeup.set()
@@ -135,7 +162,6 @@ class Batcher:
             if not pending.future.done():
                 pending.future.set_exception(ShuttingDown("the service is shutting down"))
         self._queue.clear()
-        self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
         assert self._wakeup is not None
@@ -155,7 +181,7 @@ class Batcher:
             if not batch:
                 continue
             try:
-                await self._run_batch(loop, batch)
+                await self._run_batch(batch)
             except WorkerUnavailable as error:
                 _fail(batch, error)
             except Exception:
@@ -164,14 +190,10 @@ class Batcher:
                     self.name,
                     len(batch),
                 )
-                await self._retry_singly(loop, batch)
+                await self._retry_singly(batch)
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
-        sentences = [p.words for p in batch]
-        if self._predict_async is not None:
-            results = await self._predict_async(sentences)
-        else:
-            results = await loop.run_in_executor(self._executor, self._tagger.predict, sentences)
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        results = await self._tagger.predict_async([p.words for p in batch])
         self.batches += 1
         self.sentences += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
@@ -181,14 +203,14 @@ class Batcher:
             if not pending.future.done():
                 pending.future.set_result(result)
 
-    async def _retry_singly(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+    async def _retry_singly(self, batch: list[_Pending]) -> None:
         """Each request of a failed batch on its own: only the one that fails gets an error."""
         requests: dict[int, list[_Pending]] = {}
         for pending in batch:
             requests.setdefault(pending.request, []).append(pending)
         for request in requests.values():
             try:
-                await self._run_batch(loop, request)
+                await self._run_batch(request)
             except WorkerUnavailable as error:
                 _fail(request, error)
             except Exception as error:

@@ -23,11 +23,13 @@ from tagserve.service.http_workers import (
     prepare_metrics_dir,
     reserve_port,
 )
-from tagserve.service.model_worker import WorkerStartError
+from tagserve.service.model_worker import ModelClient, ModelWorker, WorkerStartError
 from tagserve.service.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from tagserve.service.batcher import ThreadTagger
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +115,19 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
     from tagserve.service.registry import check_artifacts, load_models, start_workers
 
     metrics = Metrics()
+    shared: list[ModelWorker] = []  # model workers the HTTP worker processes reach
     try:
         if count == 1:
             # The in-thread mode's thread count; worker processes set their own.
             torch.set_num_threads(settings.torch_threads)
             models = load_models(settings, metrics, in_processes=settings.model_process)
-            owners = [m.worker for m in models.values() if m.worker is not None]
+            owners: list[ModelWorker | ModelClient | ThreadTagger] = [
+                m.worker for m in models.values()
+            ]
         else:
             names = list(check_artifacts(settings, device="cpu"))
-            owners = list(start_workers(settings, metrics, names).values())
+            shared = list(start_workers(settings, metrics, names).values())
+            owners = list(shared)
     except (ArtifactError, WorkerStartError) as error:
         sys.exit(f"tagserve: error: {error}")
     configure_logging(settings)
@@ -133,7 +139,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
             DrainingServer(config, app, settings.drain_notice_s).run()
         else:
             with reserve_port(host, port) as reserved:
-                supervisor = Supervisor(host, count, reserved, [w.address for w in owners])
+                supervisor = Supervisor(host, count, reserved, [w.address for w in shared])
                 code = supervisor.run()
             if code:
                 sys.exit(code)

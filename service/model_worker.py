@@ -77,8 +77,9 @@ class WorkerAddress:
 
 
 class ModelClient:
-    """A :class:`~tagserve.model.predictor.SentenceTagger` whose work happens in a model
-    worker; one connection, used by one batcher thread at a time."""
+    """A model worker as this process reaches it: batches go out and answers come in on the
+    event loop (:meth:`predict_async`, for the batcher), and :attr:`alive` answers /health
+    over a connection of its own, so a health check never waits behind a batch."""
 
     def __init__(
         self, address: WorkerAddress, *, batch_timeout_s: float, start_timeout_s: float = 120.0
@@ -87,24 +88,13 @@ class ModelClient:
         self.name = address.model
         self.batch_timeout_s = batch_timeout_s
         self.start_timeout_s = start_timeout_s
+        # The health connection and the pid of the worker it reached.
         self._connection: Connection | None = None
         self.pid: int | None = None
         self._lock = threading.Lock()
-        # The event loop's own connection (see predict_async), with the worker pid it reached.
+        # The event loop's batch connection, with the pid of the worker it reached.
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter, int] | None = None
         self._stream_lock: asyncio.Lock | None = None
-
-    def _connect(self, wait_s: float) -> Connection | None:
-        """The open connection, or a new one (retried for up to ``wait_s`` seconds while the
-        worker is being replaced); None if no worker answers."""
-        if self._connection is not None and _pid_alive(self.pid):
-            return self._connection
-        self._drop()
-        dialled = self._dial_waiting(wait_s)
-        if dialled is None:
-            return None
-        self._connection, self.pid = dialled
-        return self._connection
 
     def _drop(self) -> None:
         if self._connection is not None:
@@ -115,51 +105,23 @@ class ModelClient:
     @property
     def alive(self) -> bool:
         """Whether a loaded worker is there now (false while one is being replaced). Never
-        waits for a batch in flight: /health calls it on the event loop."""
-        if self._connection is not None and _pid_alive(self.pid):
-            return True
-        # Not connected yet, or the worker was replaced since. Connect now (the connection is
-        # kept: a handshake per /health would cost more than the check) unless a batch holds
-        # the connection; then only ask whether a worker answers.
-        if self._lock.acquire(blocking=False):
-            try:
-                return self._connect(wait_s=0) is not None
-            finally:
-                self._lock.release()
-        try:
-            probe, pid = _dial(self.address)
-        except (OSError, EOFError):
-            return False
-        probe.close()
-        return _pid_alive(pid)
-
-    def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-        """Tag a batch in the worker (blocking; the batcher calls this from its thread)."""
+        waits: /health calls it on the event loop."""
         with self._lock:
-            connection = self._connect(self.start_timeout_s)
-            if connection is None:
-                raise WorkerUnavailable(self.name, "is restarting")
-            try:
-                connection.send(sentences)
-                answered = connection.poll(self.batch_timeout_s)
-                if answered:
-                    ok, payload = connection.recv()
-            except (OSError, EOFError):
-                self._drop()
-                raise WorkerUnavailable(self.name, "died") from None
-            if not answered:
-                problem = f"overran the batch timeout ({self.batch_timeout_s:g} s)"
-                log.warning("model %s: worker %s; killing it", self.name, problem)
-                _kill_pid(self.pid)
-                self._drop()
-                raise WorkerUnavailable(self.name, problem)
-        if not ok:
-            raise payload
-        return [TaggedSentence(tags, scores, intents) for tags, scores, intents in payload]
+            if self._connection is not None and _pid_alive(self.pid):
+                return True
+            # Not connected yet, or the worker was replaced since: connect now, and keep the
+            # connection (a handshake per /health would cost more than the check).
+            self._drop()
+            dialled = self._dial_waiting(wait_s=0)
+            if dialled is None:
+                return False
+            self._connection, self.pid = dialled
+            return True
 
     async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-        """:meth:`predict` on the event loop itself, for the batcher: the batch goes out and
-        the answer comes in through asyncio, with no thread hand-off per batch (a thread's
+        """Tag a batch in the worker, waiting at most the batch timeout (then the worker is
+        killed and the batch gets :class:`WorkerUnavailable`). The batch goes out and the
+        answer comes in through asyncio, with no thread hand-off per batch (a thread's
         wake-ups cost the HTTP process more CPU than the socket I/O). Only connecting, which
         may wait for a worker being replaced, runs in a thread."""
         if self._stream_lock is None:
@@ -221,7 +183,9 @@ class ModelClient:
 
     def _close_stream(self) -> None:
         if self._stream is not None:
-            self._stream[1].close()
+            # RuntimeError: its event loop has already been closed (the server has stopped).
+            with contextlib.suppress(RuntimeError):
+                self._stream[1].close()
         self._stream = None
 
     def close(self, timeout: float = 0.0) -> None:
@@ -233,9 +197,8 @@ class ModelClient:
 
 class ModelWorker:
     """Owns one model's worker process: starts it, replaces it whenever it dies (or is killed
-    for overrunning a batch), counts the restarts, and stops it. Also a
-    :class:`~tagserve.model.predictor.SentenceTagger` through a :class:`ModelClient` of its own,
-    for the HTTP worker that runs in the owner's process."""
+    for overrunning a batch), counts the restarts, and stops it. It also tags, through a
+    :class:`ModelClient` of its own, for the HTTP worker that runs in the owner's process."""
 
     def __init__(
         self,
@@ -307,10 +270,6 @@ class ModelWorker:
     def alive(self) -> bool:
         """Whether a loaded worker answers now (false while one is being replaced)."""
         return not self._closed and self.client.alive
-
-    def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-        """Tag a batch in the worker (see :meth:`ModelClient.predict`)."""
-        return self.client.predict(sentences)
 
     async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
         """Tag a batch in the worker from the event loop (see :meth:`ModelClient.predict_async`)."""

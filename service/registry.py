@@ -7,8 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, available, read_info
-from tagserve.model.tagged import SentenceTagger
-from tagserve.service.batcher import Batcher
+from tagserve.service.batcher import Batcher, ThreadTagger
 from tagserve.service.metrics import Metrics
 from tagserve.service.model_worker import (
     ModelClient,
@@ -29,16 +28,16 @@ class LoadedModel:
     name: str
     bundle: ArtifactInfo
     batcher: Batcher
-    worker: ModelWorker | ModelClient | None = None
+    # What runs the model: a worker process (owned here, or reached) or a thread of this one.
+    worker: ModelWorker | ModelClient | ThreadTagger
 
     def worker_alive(self) -> bool:
-        """False while the model has no live worker process (true for in-thread models)."""
-        return self.worker is None or self.worker.alive
+        """False while the model's worker process is down (always true in a thread)."""
+        return self.worker.alive
 
     def close_worker(self, timeout: float = 5.0) -> None:
-        """Stop the model's worker process, if it has one (after the batcher has drained)."""
-        if self.worker is not None:
-            self.worker.close(timeout)
+        """Stop the model's worker (after the batcher has drained)."""
+        self.worker.close(timeout)
 
     def info(self) -> dict[str, Any]:
         """What ``GET /models`` says about it."""
@@ -71,8 +70,7 @@ def load_models(
     ``tagserve serve --workers N``) by the workers already running at those addresses;
     otherwise by a predictor in this process.
     """
-    workers: dict[str, ModelWorker | ModelClient] = {}
-    predictors: dict[str, SentenceTagger] = {}
+    workers: dict[str, ModelWorker | ModelClient | ThreadTagger] = {}
     if remote is not None:
         # An HTTP worker of several: the models run in the shared model workers, so this
         # process reads only cards and labels, and never imports torch.
@@ -92,17 +90,19 @@ def load_models(
         else:
             from tagserve.model.predictor import Predictor
 
-            predictors = {
-                name: Predictor(
-                    bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
+            workers = {
+                name: ThreadTagger(
+                    Predictor(
+                        bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
+                    ),
+                    name,
                 )
                 for name, bundle in bundles.items()
             }
     loaded = {}
     for name, info in infos.items():
-        tagger: SentenceTagger = workers.get(name) or predictors[name]
         batcher = Batcher(
-            tagger,
+            workers[name],
             name,
             settings.max_batch_size,
             settings.max_wait_ms,
@@ -110,7 +110,7 @@ def load_models(
             on_batch=metrics.batch_size.labels(model=name).observe,
         )
         metrics.track_queue(name, partial(_waiting, batcher))
-        loaded[name] = LoadedModel(name, info, batcher, workers.get(name))
+        loaded[name] = LoadedModel(name, info, batcher, workers[name])
     return loaded
 
 

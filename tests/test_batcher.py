@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tagserve.model.predictor import TaggedSentence
-from tagserve.service.batcher import Batcher, ModelFailure, Overloaded
+from tagserve.service.batcher import Batcher, ModelFailure, Overloaded, ThreadTagger
 from tests.prometheus import sample_value
 from tests.service_helpers import tiny_app
 
@@ -31,7 +31,9 @@ class EchoModel:
         return [TaggedSentence([f"tag-{w}" for w in s], [1.0] * len(s)) for s in sentences]
 
 
-echo_model = EchoModel
+def echo_model(calls: list[int], gate: threading.Event | None = None) -> ThreadTagger:
+    """The stand-in in a thread of its own, as the service runs an in-process model."""
+    return ThreadTagger(EchoModel(calls, gate), "echo")
 
 
 async def test_concurrent_callers_share_batches_and_get_their_own_answers() -> None:
@@ -145,9 +147,9 @@ async def test_overload_through_http_gives_503_with_retry_after(tiny_artifact: P
         real_tagger = batcher._tagger
 
         class HeldTagger:
-            def predict(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-                gate.wait(5)
-                return real_tagger.predict(sentences)
+            async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+                await asyncio.to_thread(gate.wait, 5)
+                return await real_tagger.predict_async(sentences)
 
         batcher._tagger = HeldTagger()
         transport = httpx.ASGITransport(app=app)

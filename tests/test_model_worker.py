@@ -38,13 +38,10 @@ def _worker(path: Path, timeout_s: float = 20.0) -> ModelWorker:
 Predict = Callable[[ModelWorker, list[list[str]]], object]
 
 
-@pytest.fixture(params=["blocking", "event loop"])
-def predict(request: pytest.FixtureRequest) -> Iterator[Predict]:
-    """Both ways to reach a worker: ``predict`` (a thread's blocking call) and
-    ``predict_async`` (the batcher's, on one event loop for the whole test)."""
-    if request.param == "blocking":
-        yield lambda worker, sentences: worker.predict(sentences)
-        return
+@pytest.fixture
+def predict() -> Iterator[Predict]:
+    """A worker reached as the batcher reaches it: ``predict_async`` on one event loop for
+    the whole test."""
     loop = asyncio.new_event_loop()
     yield lambda worker, sentences: loop.run_until_complete(worker.predict_async(sentences))
     loop.close()

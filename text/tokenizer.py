@@ -118,18 +118,13 @@ def tokenize(text: str, style: TokenizerStyle = "conll") -> list[Token]:
             tokens.append(_new_token(Token, (last, split, split + 1)))
             continue
         # The full pattern, token by token from the chunk's start (with the whole text visible
-        # to lookarounds). Inside a chunk some rule (at worst ``other``) matches at every
-        # position, so matching at the position is what a search would find there, without
-        # searching on past the chunk for a token that is not its own.
+        # to lookarounds). Inside a chunk some rule (at worst ``other``, any character a chunk
+        # holds) matches at every position, so matching there is what a search would find,
+        # without searching on past the chunk for a token that is not its own.
         position, end = chunk.start(), chunk.end()
         while position < end:
             match = pattern.match(text, position)
-            if match is None or match.end() == position:  # not expected; searching is exact
-                for match in pattern.finditer(text, position):
-                    if match.start() >= end:
-                        break
-                    tokens.append(_new_token(Token, (match.group(), match.start(), match.end())))
-                break
+            assert match is not None and match.end() > position
             tokens.append(_new_token(Token, (match.group(), position, match.end())))
             position = match.end()
     return tokens
