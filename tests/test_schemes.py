@@ -9,12 +9,14 @@ import pytest
 from tagserve.model.schemes import (
     Span,
     allowed_transitions,
+    bio_tags_and_spans,
     bio_to_bioes,
     bioes_to_bio,
     first_violation,
     labels_for,
     repair_bio,
     spans_from_tags,
+    tags_from_spans,
 )
 
 
@@ -37,6 +39,19 @@ def test_round_trip_on_random_well_formed_sequences() -> None:
                 tags += [f"B-{kind}"] + [f"I-{kind}"] * rng.randint(0, 3)
         assert bioes_to_bio(bio_to_bioes(tags)) == tags
         assert spans_from_tags(tags, "BIO") == spans_from_tags(bio_to_bioes(tags), "BIOES")
+
+
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_one_pass_bio_and_spans_match_decoding_then_writing(scheme: str) -> None:
+    # The service's one-pass decoder must agree with the two-step reading on any sequence,
+    # ill-formed ones included (a softmax decoder can emit a stray I- or E-).
+    rng = random.Random(1)
+    vocabulary = ["O"] + [f"{p}-{t}" for p in "BIES" for t in ("PER", "LOC")]
+    for _ in range(2000):
+        tags = [rng.choice(vocabulary) for _ in range(rng.randint(0, 10))]
+        spans = spans_from_tags(tags, scheme)  # type: ignore[arg-type]
+        expected = (tags_from_spans(spans, len(tags), "BIO"), spans)
+        assert bio_tags_and_spans(tags, scheme) == expected, tags  # type: ignore[arg-type]
 
 
 def test_stray_inside_tag_starts_an_entity_like_conlleval() -> None:

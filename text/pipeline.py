@@ -12,12 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagserve.model.card import TokenizerSpec
-from tagserve.model.schemes import (
-    Scheme,
-    repair_bio,
-    spans_from_tags,
-    tags_from_spans,
-)
+from tagserve.model.schemes import Scheme, bio_tags_and_spans, repair_bio, spans_from_tags
 from tagserve.model.tagged import TaggedSentence
 from tagserve.text.sentences import split_sentences
 from tagserve.text.tokenizer import Token, is_identifier, may_hold_identifiers, tokenize
@@ -112,8 +107,7 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
     for sentence, result in zip(plan.sentences, tagged, strict=True):
         # Spans decoded once, in the model's scheme; written as BIO they are the BIO tags'
         # spans too (for BIO input this is conlleval's repair of a stray I-).
-        spans = spans_from_tags(result.tags, scheme)
-        tags = tags_from_spans(spans, len(result.tags), "BIO")
+        tags, spans = bio_tags_and_spans(result.tags, scheme)
         scores = [round(s, 4) for s in result.scores]
         # URLs, e-mail addresses, @handles and #hashtags are never part of an entity: they
         # are O by rule (score 1), and an entity they interrupted is repaired around them.
