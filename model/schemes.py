@@ -77,7 +77,8 @@ def _tag_parts(tag: str) -> tuple[str, str, str, str]:
 
 def bio_tags_and_spans(tags: list[str], scheme: Scheme) -> tuple[list[str], list[Span]]:
     """The spans of :func:`spans_from_tags` and the same spans written as IOB2 tags, in one
-    pass (what the service needs of every sentence it tags)."""
+    pass (what the service needs of every sentence it tags); the one place the lenient
+    decoding rule is written."""
     bio: list[str] = []
     spans: list[Span] = []
     open_label: str | None = None
@@ -135,25 +136,7 @@ def spans_from_tags(tags: list[str], scheme: Scheme) -> list[Span]:
     A new span starts at B/S, or at I/E whose label differs from the open span's; a span
     closes at E/S, at O, or when the next tag starts a new one.
     """
-    spans: list[Span] = []
-    open_label: str | None = None
-    open_start = 0
-    for i, tag in enumerate(tags):
-        prefix, label = split_tag(tag)
-        starts_new = prefix in {"B", "S"} or (prefix in {"I", "E"} and label != open_label)
-        if open_label is not None and (prefix == OUTSIDE or starts_new):
-            spans.append(Span(open_label, open_start, i))
-            open_label = None
-        if prefix == OUTSIDE:
-            continue
-        if open_label is None:
-            open_label, open_start = label, i
-        if scheme == "BIOES" and prefix in {"E", "S"}:
-            spans.append(Span(label, open_start, i + 1))
-            open_label = None
-    if open_label is not None:
-        spans.append(Span(open_label, open_start, len(tags)))
-    return spans
+    return bio_tags_and_spans(tags, scheme)[1]
 
 
 def first_violation(tags: list[str], scheme: Scheme) -> tuple[int, str] | None:

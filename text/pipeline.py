@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagserve.model.card import TokenizerSpec
-from tagserve.model.schemes import Scheme, bio_tags_and_spans, repair_bio, spans_from_tags
+from tagserve.model.schemes import Scheme, bio_tags_and_spans
 from tagserve.model.tagged import TaggedSentence
 from tagserve.text.sentences import split_sentences
 from tagserve.text.tokenizer import Token, is_identifier, may_hold_identifiers, tokenize
@@ -119,8 +119,7 @@ def build_result(plan: TextPlan, tagged: list[TaggedSentence], scheme: Scheme) -
         if identifiers:
             for i in identifiers:
                 tags[i], scores[i] = "O", 1.0
-            tags = repair_bio(tags)
-            spans = spans_from_tags(tags, "BIO")
+            tags, spans = bio_tags_and_spans(tags, "BIO")
         for token, tag, score in zip(sentence, tags, scores, strict=True):
             tokens.append(
                 {
