@@ -33,7 +33,7 @@ def memory_mb(pid: int, field: str) -> float:
 _PARTS = """
 import json, time
 t0 = time.perf_counter(); import torch
-t1 = time.perf_counter(); import fastapi, uvicorn, tagserve.service.app
+t1 = time.perf_counter(); import fastapi, uvicorn, tagserve.service.api.app
 t2 = time.perf_counter(); from tagserve.model.artifact import load, resolve
 load(resolve("ner")); load(resolve("slots")); t3 = time.perf_counter()
 print(json.dumps({"import torch": t1 - t0, "import fastapi, uvicorn and the app": t2 - t1,

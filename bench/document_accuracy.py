@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from bench.detok import detokenize
 from tagserve.model.schemes import spans_from_tags
-from tagserve.service.app import create_app
+from tagserve.service.api.app import create_app
 from tagserve.service.settings import Settings
 from tagserve.training.config import data_dir
 from tagserve.training.readers import read_dataset

@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 
 from bench.detok import detokenize
-from tagserve.service.app import create_app
+from tagserve.service.api.app import create_app
+from tagserve.service.inference.registry import load_models
 from tagserve.service.metrics import Metrics
-from tagserve.service.registry import load_models
 from tagserve.service.settings import Settings
 from tagserve.training.config import data_dir
 from tagserve.training.readers import read_dataset

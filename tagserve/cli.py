@@ -165,7 +165,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from tagserve.service.main import run
+    from tagserve.service.runtime.serve import run
 
     run(host=args.host, port=args.port, workers=args.workers)
     return 0

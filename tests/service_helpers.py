@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tagserve.service.app import create_app
+from tagserve.service.api.app import create_app
 from tagserve.service.settings import Settings
 
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tagserve.model.predictor import TaggedSentence
-from tagserve.service.batcher import Batcher, ModelFailure, Overloaded, ThreadTagger
+from tagserve.service.errors import ModelFailure, Overloaded
+from tagserve.service.inference.batcher import Batcher, ThreadTagger
 from tests.prometheus import sample_value
 from tests.service_helpers import tiny_app
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tagserve.service import fast_tag
-from tagserve.service.fast_tag import FastTagRoute
+from tagserve.service.api import fast_tag
+from tagserve.service.api.fast_tag import FastTagRoute
 from tests.service_helpers import tiny_app
 
 JSON = {"content-type": "application/json"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tagserve.service.app import create_app
+from tagserve.service.api.app import create_app
 from tagserve.service.settings import Settings
 from tests.golden.requests import RESPONSES, golden_requests
 

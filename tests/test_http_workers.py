@@ -14,7 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tagserve.service.http_workers import available_cpus, cgroup_cpu_quota, prepare_metrics_dir
+from tagserve.service.runtime.supervisor import (
+    available_cpus,
+    cgroup_cpu_quota,
+    prepare_metrics_dir,
+)
 from tests.live_server import ROOT, start_server
 from tests.processes import child_pids, worker_pids
 from tests.prometheus import sample_value

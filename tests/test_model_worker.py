@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 
 from tagserve.model.artifact import load
 from tagserve.model.predictor import Predictor
-from tagserve.service.app import create_app
+from tagserve.service.api.app import create_app
+from tagserve.service.errors import WorkerUnavailable
+from tagserve.service.inference.model_worker import HANG_TOKEN_VARIABLE, ModelWorker
+from tagserve.service.inference.registry import load_models
 from tagserve.service.metrics import Metrics
-from tagserve.service.model_worker import HANG_TOKEN_VARIABLE, ModelWorker, WorkerUnavailable
-from tagserve.service.registry import load_models
 from tagserve.service.settings import Settings
 from tests.prometheus import sample_value
 

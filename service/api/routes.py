@@ -10,16 +10,16 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tagserve.service.auth import require_api_key
-from tagserve.service.errors import LimitExceeded, UnknownModel
-from tagserve.service.registry import LoadedModel
-from tagserve.service.schemas import (
+from tagserve.service.api.auth import require_api_key
+from tagserve.service.api.schemas import (
     ErrorResponse,
     HealthResponse,
     ModelsResponse,
     TagRequest,
     TagResponse,
 )
+from tagserve.service.errors import LimitExceeded, UnknownModel
+from tagserve.service.inference.registry import LoadedModel
 from tagserve.service.settings import Settings
 from tagserve.text.pipeline import TextPlan, build_results, model_inputs, plan_text, plan_tokens
 
@@ -76,7 +76,7 @@ async def tag_payload(
     body: TagRequest, models: dict[str, LoadedModel], settings: Settings
 ) -> bytes:
     """The work of ``POST /tag`` once the body is valid, as the JSON response body (shared
-    with the lean route, :mod:`tagserve.service.fast_tag`)."""
+    with the lean route, :mod:`tagserve.service.api.fast_tag`)."""
     name = body.model or settings.default_model
     loaded = models.get(name)
     if loaded is None:

@@ -9,14 +9,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from tagserve.service.errors import Unauthorized
+
 bearer = HTTPBearer(
     auto_error=False,
     description="needed only when the server sets TAGSERVE_API_KEYS",
 )
-
-
-class Unauthorized(Exception):
-    """No key, or not one of the server's (answered 401 with ``WWW-Authenticate``)."""
 
 
 def key_matches(candidate: str, keys: list[str]) -> bool:

@@ -25,33 +25,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tagserve.model.tagged import SentenceTagger, TaggedSentence
-from tagserve.service.model_worker import WorkerUnavailable
+from tagserve.service.errors import ModelFailure, Overloaded, ShuttingDown, WorkerUnavailable
 
 log = logging.getLogger(__name__)
 
 
-class Overloaded(Exception):
-    """The queue cannot take these sentences now; retry after ``retry_after`` seconds."""
-
-    def __init__(self, model: str, waiting: int, limit: int, retry_after: int = 1) -> None:
-        super().__init__(
-            f"model {model!r} is at capacity ({waiting} sentences queued, limit {limit}, "
-            "TAGSERVE_MAX_QUEUE); retry later"
-        )
-        self.model = model
-        self.retry_after = retry_after
-
-
-class ShuttingDown(Exception):
-    """The batcher is closed and takes no new work."""
-
-
-class ModelFailure(Exception):
-    """The model raised on a batch; only that batch's requests fail."""
-
-
 class AsyncTagger(Protocol):
-    """What a batcher awaits: a model worker (:mod:`tagserve.service.model_worker`) or a
+    """What a batcher awaits: a model worker (:mod:`tagserve.service.inference.model_worker`) or a
     :class:`ThreadTagger`."""
 
     async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:

@@ -7,14 +7,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, available, read_info
-from tagserve.service.batcher import Batcher, ThreadTagger
+from tagserve.service.errors import WorkerStartError
+from tagserve.service.inference.batcher import Batcher, ThreadTagger
+from tagserve.service.inference.model_worker import ModelClient, ModelWorker, WorkerAddress
 from tagserve.service.metrics import Metrics
-from tagserve.service.model_worker import (
-    ModelClient,
-    ModelWorker,
-    WorkerAddress,
-    WorkerStartError,
-)
 from tagserve.service.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,7 +62,8 @@ def load_models(
     file (or :class:`WorkerStartError`); on failure no worker process is left running.
 
     With ``in_processes`` each model is served by a worker process of its own that this
-    process starts (:mod:`tagserve.service.model_worker`); with ``remote`` (an HTTP worker of
+    process starts (:mod:`tagserve.service.inference.model_worker`); with ``remote`` (an HTTP
+    worker of
     ``tagserve serve --workers N``) by the workers already running at those addresses;
     otherwise by a predictor in this process.
     """

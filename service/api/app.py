@@ -14,12 +14,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from tagserve.service import errors
-from tagserve.service.fast_tag import FastTagRoute
+from tagserve.service.api import handlers
+from tagserve.service.api.fast_tag import FastTagRoute
+from tagserve.service.api.middleware import BodyLimit, RequestMetrics
+from tagserve.service.api.routes import router
+from tagserve.service.inference.registry import LoadedModel, load_models
 from tagserve.service.metrics import Metrics
-from tagserve.service.middleware import BodyLimit, RequestMetrics
-from tagserve.service.registry import LoadedModel, load_models
-from tagserve.service.routes import router
 from tagserve.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.status = "starting"
     app.state.models = {}
-    errors.install(app)
+    handlers.install(app)
     app.include_router(router)
     # POST /tag goes through the lean route first (the OpenAPI page still describes the
     # FastAPI one, which answers everything the lean route hands on).

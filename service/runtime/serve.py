@@ -17,19 +17,20 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from tagserve.model.artifact_files import ArtifactError
-from tagserve.service.http_workers import (
+from tagserve.service.errors import WorkerStartError
+from tagserve.service.inference.model_worker import ModelClient, ModelWorker
+from tagserve.service.runtime.supervisor import (
     Supervisor,
     available_cpus,
     prepare_metrics_dir,
     reserve_port,
 )
-from tagserve.service.model_worker import ModelClient, ModelWorker, WorkerStartError
 from tagserve.service.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from tagserve.service.batcher import ThreadTagger
+    from tagserve.service.inference.batcher import ThreadTagger
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,9 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
     # Imported only now: prometheus-client picks its multiprocess mode at import.
     import torch
 
-    from tagserve.service.app import create_app
+    from tagserve.service.api.app import create_app
+    from tagserve.service.inference.registry import check_artifacts, load_models, start_workers
     from tagserve.service.metrics import Metrics
-    from tagserve.service.registry import check_artifacts, load_models, start_workers
 
     metrics = Metrics()
     shared: list[ModelWorker] = []  # model workers the HTTP worker processes reach

@@ -4,7 +4,7 @@ FastAPI's dependency solving, body parsing and route wrapping cost the HTTP proc
 much CPU per ``/tag`` request as all the work of tagging it (tokenizing, batching, building
 the response). This raw ASGI route is put in front of the FastAPI route: it parses the body
 with pydantic's JSON parser straight into :class:`TagRequest` and runs the same
-:func:`~tagserve.service.routes.tag_payload`. Anything unusual (a body that does not
+:func:`~tagserve.service.api.routes.tag_payload`. Anything unusual (a body that does not
 validate, an API key to check that does not match, a content type that is not JSON) is
 handed, body and all, to the FastAPI route, so every error keeps its exact answer. The
 OpenAPI page is generated from the FastAPI route, which stays declared.
@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from tagserve.service.auth import key_matches
-from tagserve.service.middleware import BODY_KEY
-from tagserve.service.routes import tag_payload
-from tagserve.service.schemas import TagRequest
+from tagserve.service.api.auth import key_matches
+from tagserve.service.api.middleware import BODY_KEY
+from tagserve.service.api.routes import tag_payload
+from tagserve.service.api.schemas import TagRequest
 
 # Set in the scope of a request this route hands on, so that routing passes it by.
 _DECLINED = "tagserve.fast_tag_declined"

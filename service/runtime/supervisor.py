@@ -5,7 +5,7 @@ own uvicorn server and its own listening socket on the same address (``SO_REUSEP
 kernel spreads new connections across them, so there is no balancer of ours in the path. The
 model workers are not duplicated: the ``tagserve serve`` process (this module's supervisor)
 starts one per model, and every HTTP worker sends its batches there over a Unix socket
-(:mod:`tagserve.service.model_worker`). The supervisor serves no requests; it forwards
+(:mod:`tagserve.service.inference.model_worker`). The supervisor serves no requests; it forwards
 SIGTERM/SIGINT to every HTTP worker (each drains as a single server does), replaces a worker
 that dies unexpectedly, and exits 0 once every worker has drained.
 """
@@ -26,8 +26,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from types import FrameType
 
-from tagserve.service.model_worker import WorkerAddress
-from tagserve.text.processes import die_with_parent
+from tagserve.processes import die_with_parent
+from tagserve.service.inference.model_worker import WorkerAddress
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,10 @@ def run_http_worker(index: int, host: str, port: int, models: list[WorkerAddress
     # Signals come from the supervisor only: a terminal's Ctrl+C reaches the whole process
     # group, and a second signal on top of the forwarded one would skip the drain.
     os.setpgrp()
-    from tagserve.service.app import create_app
-    from tagserve.service.main import DrainingServer, configure_logging, uvicorn_config
+    from tagserve.service.api.app import create_app
+    from tagserve.service.inference.registry import load_models
     from tagserve.service.metrics import Metrics
-    from tagserve.service.registry import load_models
+    from tagserve.service.runtime.serve import DrainingServer, configure_logging, uvicorn_config
     from tagserve.service.settings import Settings
 
     settings = Settings()

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagserve.model.tagged import TaggedSentence
-from tagserve.text.processes import die_with_parent
+from tagserve.processes import die_with_parent
+from tagserve.service.errors import WorkerStartError, WorkerUnavailable
 
 if TYPE_CHECKING:
     from tagserve.model.predictor import Predictor
@@ -51,19 +52,6 @@ log = logging.getLogger(__name__)
 # Test hook: a worker whose batch holds this token sleeps past any timeout (a hung model).
 HANG_TOKEN_VARIABLE = "TAGSERVE_TEST_HANG_TOKEN"
 Row = tuple[list[str], list[float], list[tuple[str, float]] | None]
-
-
-class WorkerUnavailable(Exception):
-    """The model's worker died or overran the batch timeout; it is being replaced."""
-
-    def __init__(self, model: str, problem: str, retry_after: int = 2) -> None:
-        super().__init__(f"model {model!r} is unavailable: its worker {problem}; retry shortly")
-        self.model = model
-        self.retry_after = retry_after
-
-
-class WorkerStartError(Exception):
-    """A model's worker could not load its model at start-up."""
 
 
 @dataclass(frozen=True)
