@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tagserve.cli import main
 from tagserve.model.artifact import load
@@ -238,3 +240,157 @@ def test_evaluate_command_writes_json(tmp_path: Path, tiny_artifact: Path) -> No
     assert metrics["sentences"] == 4
     expected = evaluate(Predictor(load(tiny_artifact)), read_conll(data))
     assert metrics["f1"] == pytest.approx(expected["f1"])
+
+
+def _random_crf(num_tags: int = 5, seed: int = 0) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """A CRF with random scores, emissions for 3 sentences (lengths 4, 2, 1) and their mask."""
+    from tagserve.model.crf import CRF
+
+    torch.manual_seed(seed)
+    crf = CRF(num_tags)
+    with torch.no_grad():
+        for parameter in crf.parameters():
+            parameter.normal_()
+    emissions = torch.randn(3, 4, num_tags)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    return crf, emissions, mask
+
+
+def test_distillation_marginals_are_the_crfs_and_soft_targets_cost_nothing_when_matched() -> None:
+    from tagserve.model.crf import CRF
+    from tagserve.training.distillation import crf_log_marginals, soft_target_loss
+
+    crf, emissions, mask = _random_crf()
+    assert isinstance(crf, CRF)
+    expected = crf._log_space_marginals(emissions, mask)
+    student = emissions.clone().requires_grad_(True)
+    log_marginals = crf_log_marginals(student, *crf.transition_scores, mask)
+    assert torch.allclose(log_marginals.exp()[mask], expected[mask], atol=1e-5)
+    assert torch.allclose(log_marginals.exp()[mask].sum(-1), torch.ones(int(mask.sum())))
+    # Student == teacher: KL 0, and a stationary point (zero gradient).
+    loss = soft_target_loss(log_marginals.exp().detach(), log_marginals, mask)
+    loss.backward()
+    assert abs(loss.item()) < 1e-5
+    assert student.grad is not None and student.grad.abs().max().item() < 1e-5
+    # Padding never counts: garbage targets there change nothing.
+    target = log_marginals.exp().detach().masked_fill(~mask.unsqueeze(2), 0.3)
+    assert abs(soft_target_loss(target, log_marginals, mask).item()) < 1e-5
+
+
+def test_training_on_soft_targets_decreases_the_loss() -> None:
+    from tagserve.model.crf import CRF
+    from tagserve.training.distillation import crf_log_marginals, soft_target_loss
+
+    crf, emissions, mask = _random_crf(seed=1)
+    assert isinstance(crf, CRF)
+    teacher, _, _ = _random_crf(seed=2)
+    assert isinstance(teacher, CRF)
+    with torch.no_grad():
+        target = crf_log_marginals(emissions * 2, *teacher.transition_scores, mask).exp()
+    student = emissions.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([student, *crf.parameters()], lr=0.1)
+    losses = []
+    for _ in range(60):
+        loss = soft_target_loss(
+            target, crf_log_marginals(student, *crf.transition_scores, mask), mask
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] > 0.5 and losses[-1] < 0.05 * losses[0]
+    assert all(b <= a + 1e-4 for a, b in itertools.pairwise(losses[:11]))
+
+
+def test_a_higher_temperature_softens_the_teacher() -> None:
+    from tagserve.model.artifact import build_network
+    from tagserve.model.vocab import LabelSet
+    from tagserve.training.distillation import log_marginals
+
+    crf, emissions, mask = _random_crf()
+    labels = LabelSet(["O", "B-X", "I-X", "E-X", "S-X"], "BIOES")
+    from tagserve.model.config import TaggerConfig
+
+    network = build_network(TaggerConfig(num_words=3, num_chars=3, num_tags=5), labels)
+    network.crf = crf  # type: ignore[assignment]
+
+    def entropy(temperature: float) -> float:
+        p = log_marginals(network, emissions, mask, temperature).detach().exp()[mask]
+        return float(-(torch.xlogy(p, p)).sum())
+
+    assert entropy(0.5) < entropy(1.0) < entropy(2.0) < entropy(100.0)
+
+
+def test_a_teacher_is_matched_by_label_name_and_one_without_the_students_labels_refused() -> None:
+    from tagserve.model.vocab import LabelSet
+    from tagserve.training.distillation import label_map
+
+    student = LabelSet(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], "BIO")
+    teacher = LabelSet(["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"], "BIO")
+    assert label_map(teacher, student) == [0, 5, 6, 1, 2]
+    bioes = LabelSet(["O", "B-PER", "I-PER", "E-PER", "S-PER"], "BIOES")
+    with pytest.raises(ValueError) as raised:
+        label_map(bioes, student, "models/x")
+    message = str(raised.value)
+    assert message == (
+        "teacher models/x cannot teach this model: its labels (BIOES, 5) lack 2 of the "
+        "student's: B-LOC, I-LOC"
+    )
+
+
+def _with_teacher(path: Path, teacher: Path | str, **settings: object) -> Path:
+    body = "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    path.write_text(
+        path.read_text() + f"[training.distillation]\nteacher = {json.dumps(str(teacher))}\n{body}"
+    )
+    return path
+
+
+def test_training_with_a_teacher_writes_an_artifact_that_names_it(
+    tmp_path: Path, tiny_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tiny teacher knows LOC, MISC, ORG and PER (17 BIOES tags, its own vocabulary); the
+    student's data has PER, LOC and ORG with some sentences re-cased each epoch."""
+    train_file = write_conll(tmp_path / "train.txt", make_sentences(20))
+    config = _with_teacher(
+        write_config(tmp_path / "kd.toml", train_file, epochs=3), tiny_artifact,
+        weight=0.5, temperature=2.0,
+    )  # fmt: skip
+    config.write_text(config.read_text() + "[training.case_augmentation]\nlower = 0.5\n")
+    assert main(["train", str(config), "--output", str(tmp_path / "kd"), "--no-progress"]) == 0
+    epochs = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"epoch"' in line
+    ]
+    assert len(epochs) == 3 and all(e["loss"] > 0 for e in epochs)
+    metadata = json.loads((tmp_path / "kd" / "metadata.json").read_text())
+    teacher = metadata["training"]["teacher"]
+    assert (teacher["path"], teacher["name"], teacher["version"]) == (
+        str(tiny_artifact),
+        "tiny",
+        "0.0.1",
+    )
+    assert (teacher["weight"], teacher["temperature"]) == (0.5, 2.0)
+    recorded = metadata["training"]["config"]["training"]["distillation"]
+    assert recorded == {"teacher": str(tiny_artifact), "weight": 0.5, "temperature": 2.0}
+    assert Predictor(load(tmp_path / "kd")).predict([["Alice", "Smith"]])[0].tags
+
+
+def test_a_teacher_with_other_labels_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tagserve.model.artifact import save
+    from tests.conftest import make_bundle
+
+    save(make_bundle(scheme="BIO"), tmp_path / "bio-teacher")
+    train_file = write_conll(tmp_path / "train.txt", make_sentences(8))
+    config = _with_teacher(write_config(tmp_path / "kd.toml", train_file), tmp_path / "bio-teacher")
+    assert main(["train", str(config), "--output", str(tmp_path / "kd"), "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"tagserve: error: teacher {tmp_path / 'bio-teacher'} cannot teach this model: "
+        "its labels (BIO, 9) lack 6 of the student's: E-LOC, S-LOC, E-ORG, S-ORG, E-PER, S-PER"
+    )
+    assert "\n" not in error and not (tmp_path / "kd").exists()
+    _with_teacher(write_config(tmp_path / "kd.toml", train_file), tmp_path / "nowhere")
+    assert main(["train", str(config), "--output", str(tmp_path / "kd"), "--no-progress"]) == 2
+    assert "training.distillation.teacher: model artifact" in capsys.readouterr().err

@@ -34,6 +34,26 @@ BASE = '[data]\ntrain = "missing/train.txt"\ndev = "missing/dev.txt"\n'
             [],
             r"\[training\] case_augmentation: Value error, lower \+ upper must be at most 1",
         ),
+        (
+            '[training.distillation]\nteacher = "ner"\ntemperature = 0\n',
+            [],
+            r"\[training\] distillation.temperature: Input should be greater than 0 \(got 0\)",
+        ),
+        (
+            "[training.distillation]\nweight = -0.5\n",
+            [],
+            r"\[training\] distillation.weight: Input should be greater than or equal to 0",
+        ),
+        (
+            '[training.distillation]\nteacher = ""\n',
+            [],
+            r"\[training\] distillation.teacher: String should have at least 1 character",
+        ),
+        (
+            '[training.distillation]\nteachr = "ner"\n',
+            [],
+            r"unknown key in \[training\.distillation\]: teachr",
+        ),
     ],
 )
 def test_a_bad_config_is_one_line_naming_file_and_key(

@@ -67,6 +67,17 @@ class CaseAugmentation(_Section):
         return self
 
 
+class Distillation(_Section):
+    """A teacher artifact whose per-token marginals the student learns beside the gold tags
+    (:mod:`tagserve.training.distillation`); off without a teacher."""
+
+    teacher: str | None = Field(
+        None, min_length=1, description="artifact directory or shipped model name (e.g. ner)"
+    )
+    weight: float = Field(0.5, ge=0, description="of the soft-target term beside the gold NLL")
+    temperature: float = Field(1.0, gt=0, description="divides the CRF's scores (>1: softer)")
+
+
 class OptimConfig(_Section):
     """Optimiser and schedule."""
 
@@ -95,6 +106,7 @@ class OptimConfig(_Section):
         "f1", description="the dev metric that picks the saved epoch"
     )
     case_augmentation: CaseAugmentation = Field(default_factory=CaseAugmentation)
+    distillation: Distillation = Field(default_factory=Distillation)
 
 
 class ArtifactConfig(_Section):
@@ -167,7 +179,7 @@ def _first_problem(error: ValidationError) -> str:
     first = error.errors()[0]
     location = [str(part) for part in first["loc"]]
     if first["type"] == "extra_forbidden":
-        where = f"[{location[0]}]" if len(location) > 1 else "the top level"
+        where = f"[{'.'.join(location[:-1])}]" if len(location) > 1 else "the top level"
         return f"unknown key in {where}: {location[-1]}"
     section = f"[{location[0]}] " if len(location) > 1 else ""
     key = ".".join(location[1:]) or location[0]

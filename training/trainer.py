@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from tagserve.model.artifact import ModelBundle, build_network, load, save
@@ -29,8 +29,10 @@ from tagserve.model.predictor import Predictor
 from tagserve.model.schemes import convert, entity_types, labels_for
 from tagserve.model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
 from tagserve.training.config import CaseAugmentation, OptimConfig, TrainConfig, data_dir
+from tagserve.training.distillation import Teacher, load_teacher
 from tagserve.training.evaluate import evaluate, recase_tokens
 from tagserve.training.glove import load_glove
+from tagserve.training.optim import averaged_network, make_optimizer, weight_average
 from tagserve.training.readers import Example, read_dataset
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,7 @@ class TrainingState:
     # (tokens, tag indices, intent index or -1)
     train_data: list[tuple[list[str], list[int], int]]
     intents: list[str]
+    teacher: Teacher | None = None
 
     def bundle(self, card: ModelCard, weights: Tagger | None = None) -> ModelBundle:
         """``weights`` (the trained network by default) with the frozen GloVe rows appended,
@@ -149,7 +152,7 @@ def train(
     set_seed(config.training.seed)
     splits = read_splits(config, data_dir(data_root))
     state = build_state(config, splits.train, device)
-    card = initial_card(config, device)
+    card = initial_card(config, device, state.teacher)
     best_epoch, history = fit(state, splits.dev, config.training, card, output, progress)
     return finish(output, device, splits, best_epoch, history, started)
 
@@ -199,9 +202,9 @@ def build_state(config: TrainConfig, train_set: list[Example], device: str) -> T
         )
         for e in train_set
     ]
-    return TrainingState(
-        network, words, chars, labels, matrix[trainable_rows:].to(device), train_data, intents
-    )
+    teacher = load_teacher(config.training.distillation, labels, bool(intents), device)
+    frozen = matrix[trainable_rows:].to(device)
+    return TrainingState(network, words, chars, labels, frozen, train_data, intents, teacher)
 
 
 def intent_labels(config: TrainConfig, train_set: list[Example]) -> list[str]:
@@ -222,7 +225,7 @@ def intent_labels(config: TrainConfig, train_set: list[Example]) -> list[str]:
     return sorted({e.intent for e in train_set if e.intent is not None})
 
 
-def initial_card(config: TrainConfig, device: str) -> ModelCard:
+def initial_card(config: TrainConfig, device: str, teacher: Teacher | None = None) -> ModelCard:
     """The model card before any score is known: identity, input contract, provenance."""
     artifact = config.artifact
     return ModelCard(
@@ -235,29 +238,9 @@ def initial_card(config: TrainConfig, device: str) -> ModelCard:
             "config": config.model_dump(mode="json"),
             "device": device,
             "machine": _machine(),
+            **({"teacher": teacher.describe()} if teacher else {}),
         },
     )
-
-
-def make_optimizer(
-    network: Tagger, opt: OptimConfig
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The configured optimiser and its 1 / (1 + decay * epoch) learning-rate schedule."""
-    optimizer: torch.optim.Optimizer
-    if opt.optimizer == "sgd":
-        optimizer = torch.optim.SGD(
-            network.parameters(), lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
-        )
-    elif opt.optimizer == "nadam":
-        optimizer = torch.optim.NAdam(
-            network.parameters(), lr=opt.lr, weight_decay=opt.weight_decay
-        )
-    else:
-        optimizer = torch.optim.Adam(network.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: 1.0 / (1.0 + opt.lr_decay * epoch)
-    )
-    return optimizer, scheduler
 
 
 def fit(
@@ -311,25 +294,6 @@ def fit(
     return best_epoch, history
 
 
-def weight_average(network: Tagger, decay: float) -> AveragedModel | None:
-    """An exponential moving average of ``network``'s weights (None when ``decay`` is 0).
-
-    The weights after the last step of an epoch are one noisy draw around a good region;
-    their running average sits nearer its middle, and costs nothing at inference."""
-    if decay == 0:
-        return None
-    return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay))
-
-
-def averaged_network(average: AveragedModel | None) -> Tagger | None:
-    """The network inside ``average`` (None without one)."""
-    if average is None:
-        return None
-    network = average.module
-    assert isinstance(network, Tagger)
-    return network
-
-
 def run_epoch(
     state: TrainingState,
     optimizer: torch.optim.Optimizer,
@@ -359,7 +323,10 @@ def run_epoch(
         width = encoded.words.size(1)
         gold = torch.tensor([t + [0] * (width - len(t)) for _, t, _ in batch], device=device)
         intents = torch.tensor([i for _, _, i in batch], device=device) if state.intents else None
-        loss = network.loss(encoded, gold, intents, opt.tag_loss_weight, opt.intent_loss_weight)
+        if state.teacher is not None:
+            loss = state.teacher.loss(network, encoded, gold, tokens)
+        else:
+            loss = network.loss(encoded, gold, intents, opt.tag_loss_weight, opt.intent_loss_weight)
         optimizer.zero_grad()
         loss.backward()
         if opt.clip_norm > 0:
