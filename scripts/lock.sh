@@ -16,19 +16,25 @@ trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools/venv"
 "$tools/venv/bin/python" -m pip install -q "pip-tools==$PIP_TOOLS_VERSION"
 
+# compile OUTPUT SOURCE [pip-compile options]: SOURCE is pyproject.toml (tagserve) or
+# client/pyproject.toml (the light tagserve-client distribution).
 compile() {
-  local output=$1
-  shift
+  local output=$1 source=$2
+  shift 2
   echo "== requirements/$output.txt"
   "$tools/venv/bin/pip-compile" -q --strip-extras --generate-hashes --all-build-deps \
     --unsafe-package torch --no-emit-index-url --no-emit-find-links \
-    --constraint requirements/torch.txt "$@" --output-file "requirements/$output.txt" pyproject.toml
+    --constraint requirements/torch.txt "$@" --output-file "requirements/$output.txt" "$source"
 }
 
 # dev is resolved first and holds everything; the other groups are cut from it, so a package
 # has one version in every group.
-compile dev $upgrade --extra train --extra bench --extra test --extra lint --extra client
-compile serve --upgrade --constraint requirements/dev.txt
-compile train --upgrade --constraint requirements/dev.txt --extra train
-compile bench --upgrade --constraint requirements/dev.txt --extra train --extra bench
+compile dev pyproject.toml $upgrade \
+  --extra train --extra bench --extra test --extra lint --extra client
+compile serve pyproject.toml --upgrade --constraint requirements/dev.txt
+compile train pyproject.toml --upgrade --constraint requirements/dev.txt --extra train
+compile bench pyproject.toml --upgrade --constraint requirements/dev.txt --extra train --extra bench
+# The client distribution alone (httpx and its dependencies, no torch): dev holds the same
+# httpx through tagserve's client extra, so the pins agree.
+compile client client/pyproject.toml --upgrade --constraint requirements/dev.txt
 echo "== locked: $(grep -cE '^[a-z0-9]' requirements/dev.txt) packages in dev; now run: bash scripts/test.sh"

@@ -1,10 +1,18 @@
 """A Python client for tagserve's HTTP API: ``POST /tag``, ``GET /models`` and ``GET /health``.
 
-Needs httpx, which the service itself does not: install the ``client`` extra
-(``pip install 'tagserve[client]'``). Importing this module without httpx raises ImportError
-naming that extra.
+It needs httpx only. Two ways to install it (README "Dependencies" says why):
 
-    from tagserve.client import TagserveClient
+- the light distribution ``tagserve-client`` (``client/`` in the repository: ``pip install
+  ./client``, or ``bash scripts/install.sh client`` from the lock), for programs that only
+  call a tagserve server: httpx and nothing else, no torch, FastAPI or pydantic. Import it as
+  ``tagserve_client``;
+- the ``client`` extra of the whole service (``pip install 'tagserve[client]'``), which
+  imports the same module as ``tagserve.client``.
+
+The code lives once, here: ``client/tagserve_client/__init__.py`` is a link to this file.
+Importing it without httpx raises ImportError naming both ways.
+
+    from tagserve_client import TagserveClient  # or: from tagserve.client import ...
 
     with TagserveClient("http://127.0.0.1:8000", api_key=None) as client:
         response = client.tag(texts=["fly from boston to denver"], model="slots")
@@ -16,14 +24,27 @@ httpx connection pool, so keep one client and reuse it (it is safe to share betw
 or between tasks for the async one); ``close()`` (or leaving the ``with`` block) releases it.
 
 Answers are frozen dataclasses (``TagResponse``, ``Result``, ``Token``, ``Entity``). Any status
-other than 2xx raises ``TagserveError`` with the status and the service's ``detail`` message;
-network failures raise httpx's own exceptions (``httpx.TransportError`` and subclasses).
+other than 2xx raises ``TagserveError`` with the status, the service's ``detail`` message and
+its machine-readable ``code`` when it sent one (``"model_timeout"``); network failures raise
+httpx's own exceptions (``httpx.TransportError`` and subclasses).
 
-A 503 (queue full, a model worker being replaced, shutting down) is retried: at most
-``max_retries`` times (default 3), each after the ``Retry-After`` the server sent (1 s when
-it sent none), and never past ``max_retry_wait_s`` (default 10 s) of waiting in total; when
-the next wait would go past that budget the 503 is raised at once. Tagging has no side
-effects, so repeating a ``POST /tag`` is safe. ``max_retries=0`` turns retrying off.
+Retries. Tagging has no side effects, so repeating a request is safe, but only two failures
+are repeated, because only for them the server asked for it or never saw the request:
+
+- a 503 that carries ``Retry-After`` (queue full, a model worker being replaced, shutting
+  down). A 503 without it is final: the server sends that for a request it will not take
+  again (``code: "model_timeout"``: that request alone hung a model worker), so replaying it
+  would only hang the next worker;
+- a connection that could not be opened (``httpx.ConnectError``, ``httpx.ConnectTimeout``):
+  nothing was sent. A read timeout is not repeated, for the same reason as above.
+
+Each wait is the server's ``Retry-After`` (0 for a connection error; 1 s when the header
+cannot be read) plus a full jitter, uniform in ``[0, min(max_backoff_s, backoff_s *
+2**retry)]``, so that clients turned away together do not all come back in the same instant.
+At most ``max_retries`` retries (default 3) and ``max_retry_wait_s`` (default 10 s) of waiting
+in all: a wait is cut to what is left of that budget, and when the server's own
+``Retry-After`` does not fit, the answer is raised at once. ``max_retries=0`` turns retrying
+off; ``rng=random.Random(seed)`` makes the jitter repeatable.
 """
 
 from __future__ import annotations
@@ -31,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -42,7 +64,8 @@ try:
     import httpx
 except ImportError as error:
     raise ImportError(
-        "tagserve.client needs httpx, which the 'client' extra installs: "
+        f"{__name__} needs httpx: install the light client (pip install ./client in a tagserve "
+        "checkout, the tagserve-client distribution) or the service's extra: "
         "pip install 'tagserve[client]'"
     ) from error
 
@@ -62,18 +85,32 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-# Wait before retrying a 503 that carries no (readable) Retry-After.
+# Wait before retrying a 503 whose Retry-After header cannot be read.
 DEFAULT_RETRY_AFTER_S = 1.0
+# Full jitter: the k-th retry (from 0) adds uniform(0, min(MAX_BACKOFF_S, BACKOFF_S * 2**k)).
+DEFAULT_BACKOFF_S = 0.5
+DEFAULT_MAX_BACKOFF_S = 8.0
+# Failures after which the request surely never reached the server, so repeating it is safe.
+_RETRIED_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class TagserveError(Exception):
-    """The service answered with an error status: ``status`` and its ``detail`` message."""
+    """The service answered with an error status: ``status``, its ``detail`` message, its
+    ``code`` (a stable name such as ``"model_timeout"``, for programs; None when the body has
+    none) and the ``Retry-After`` seconds it sent (None when it sent none)."""
 
-    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(f"{status}: {detail}")
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        retry_after: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(f"{status}: {detail}" + (f" ({code})" if code else ""))
         self.status = status
         self.detail = detail
         self.retry_after = retry_after
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -138,7 +175,9 @@ class TagResponse:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One loaded model, as ``GET /models`` describes it."""
+    """One loaded model, as ``GET /models`` describes it; ``intents`` are the intent head's
+    labels (empty without a head). It comes last, with a default, so that code which built
+    ``ModelInfo`` positionally before it existed still works."""
 
     name: str
     version: str
@@ -149,6 +188,7 @@ class ModelInfo:
     labels: tuple[str, ...]
     test_metrics: Mapping[str, Any] | None
     trained_at: str | None
+    intents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,6 +278,8 @@ def _parse_models(payload: dict[str, Any]) -> Models:
                 labels=tuple(m["labels"]),
                 test_metrics=m.get("test_metrics"),
                 trained_at=m.get("trained_at"),
+                # A server older than the intent heads sends no "intents".
+                intents=tuple(m.get("intents") or ()),
             )
             for m in payload["models"]
         ),
@@ -271,36 +313,77 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _error(response: httpx.Response) -> TagserveError:
-    """The service's ``{"detail": ...}`` as an exception (the body text if it is not JSON)."""
+    """The service's ``{"detail": ..., "code": ...}`` as an exception (the body text as the
+    detail when it is not a JSON object, as from a proxy)."""
     try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    detail = body.get("detail")
     if not isinstance(detail, str):
         detail = (
             str(detail) if detail is not None else (response.text[:500] or response.reason_phrase)
         )
-    return TagserveError(response.status_code, detail, _retry_after(response))
+    code = body.get("code")
+    return TagserveError(
+        response.status_code,
+        detail,
+        _retry_after(response),
+        code if isinstance(code, str) else None,
+    )
 
 
 class _RetryPolicy:
-    """When to repeat a request that got 503: bounded in count and in total wait."""
+    """When to repeat a request (the module docstring gives the rules): bounded in count and
+    in total wait, each wait jittered so that clients turned away together spread out."""
 
-    def __init__(self, max_retries: int, max_retry_wait_s: float) -> None:
-        if max_retries < 0 or max_retry_wait_s < 0:
-            raise ValueError("max_retries and max_retry_wait_s must not be negative")
+    def __init__(
+        self,
+        max_retries: int,
+        max_retry_wait_s: float,
+        backoff_s: float,
+        max_backoff_s: float,
+        rng: random.Random | None,
+    ) -> None:
+        if min(max_retries, max_retry_wait_s, backoff_s, max_backoff_s) < 0:
+            raise ValueError(
+                "max_retries, max_retry_wait_s, backoff_s and max_backoff_s must not be negative"
+            )
         self.max_retries = max_retries
         self.max_retry_wait_s = max_retry_wait_s
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        # One generator per client, seeded from the OS unless given: no lockstep across clients.
+        self._rng = rng if rng is not None else random.Random()
 
-    def wait(self, response: httpx.Response, retries: int, waited: float) -> float | None:
-        """Seconds to wait before the next try, or None to give up (raise this answer)."""
-        if response.status_code != 503 or retries >= self.max_retries:
+    def jitter(self, retries: int) -> float:
+        """Full jitter for the retry numbered ``retries`` (from 0): uniform in [0, cap]."""
+        cap = min(self.max_backoff_s, self.backoff_s * 2.0 ** min(retries, 64))
+        return self._rng.uniform(0.0, cap)
+
+    def _delay(self, floor: float, retries: int, waited: float) -> float | None:
+        """``floor`` plus jitter, cut to the budget left; None when ``floor`` does not fit."""
+        left = self.max_retry_wait_s - waited
+        if retries >= self.max_retries or floor > left:
             return None
-        delay = _retry_after(response)
-        delay = DEFAULT_RETRY_AFTER_S if delay is None else delay
-        if waited + delay > self.max_retry_wait_s:
+        return min(floor + self.jitter(retries), left)
+
+    def after_response(self, response: httpx.Response, retries: int, waited: float) -> float | None:
+        """Seconds to wait before repeating after this answer, or None to raise it: only a 503
+        that carries Retry-After is repeated (one without it is the server saying "not again")."""
+        if response.status_code != 503 or "retry-after" not in response.headers:
             return None
-        return delay
+        after = _retry_after(response)
+        return self._delay(DEFAULT_RETRY_AFTER_S if after is None else after, retries, waited)
+
+    def after_error(self, error: httpx.TransportError, retries: int, waited: float) -> float | None:
+        """Seconds to wait before repeating after a network failure, or None to raise it: only
+        when no connection was made (the server never saw the request)."""
+        if not isinstance(error, _RETRIED_ERRORS):
+            return None
+        return self._delay(0.0, retries, waited)
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -318,10 +401,13 @@ class TagserveClient:
         timeout: float = 30.0,
         max_retries: int = 3,
         max_retry_wait_s: float = 10.0,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
+        rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._retry = _RetryPolicy(max_retries, max_retry_wait_s)
+        self._retry = _RetryPolicy(max_retries, max_retry_wait_s, backoff_s, max_backoff_s, rng)
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
@@ -352,12 +438,18 @@ class TagserveClient:
     def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         retries, waited = 0, 0.0
         while True:
-            response = self._http.request(method, path, json=body)
-            if response.is_success:
-                return response
-            delay = self._retry.wait(response, retries, waited)
-            if delay is None:
-                raise _error(response)
+            try:
+                response = self._http.request(method, path, json=body)
+            except httpx.TransportError as error:
+                delay = self._retry.after_error(error, retries, waited)
+                if delay is None:
+                    raise
+            else:
+                if response.is_success:
+                    return response
+                delay = self._retry.after_response(response, retries, waited)
+                if delay is None:
+                    raise _error(response)
             self._sleep(delay)
             retries, waited = retries + 1, waited + delay
 
@@ -388,10 +480,13 @@ class AsyncTagserveClient:
         timeout: float = 30.0,
         max_retries: int = 3,
         max_retry_wait_s: float = 10.0,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
+        rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._retry = _RetryPolicy(max_retries, max_retry_wait_s)
+        self._retry = _RetryPolicy(max_retries, max_retry_wait_s, backoff_s, max_backoff_s, rng)
         self._sleep = sleep
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
@@ -424,12 +519,18 @@ class AsyncTagserveClient:
     ) -> httpx.Response:
         retries, waited = 0, 0.0
         while True:
-            response = await self._http.request(method, path, json=body)
-            if response.is_success:
-                return response
-            delay = self._retry.wait(response, retries, waited)
-            if delay is None:
-                raise _error(response)
+            try:
+                response = await self._http.request(method, path, json=body)
+            except httpx.TransportError as error:
+                delay = self._retry.after_error(error, retries, waited)
+                if delay is None:
+                    raise
+            else:
+                if response.is_success:
+                    return response
+                delay = self._retry.after_response(response, retries, waited)
+                if delay is None:
+                    raise _error(response)
             await self._sleep(delay)
             retries, waited = retries + 1, waited + delay
 

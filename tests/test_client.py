@@ -7,6 +7,7 @@ import copy
 import email.utils
 import importlib
 import json
+import random
 import sys
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from tests.conftest import ENTITY_TYPES, make_bundle
 from tests.live_server import LiveServer, start_server
 
 KEY = "k1"
-TAGGED = {
+TAGGED: dict[str, Any] = {
     "model": {"name": "ner", "version": "1.0.0"},
     "results": [
         {
@@ -72,10 +73,24 @@ def ok() -> httpx.Response:
     return httpx.Response(200, json=TAGGED)
 
 
+class Bound(random.Random):
+    """A jitter source that always draws one end of the range: the low end (no jitter, so a
+    wait is exactly the server's Retry-After) or, with ``high=True``, the cap."""
+
+    def __init__(self, high: bool = False) -> None:
+        super().__init__(0)
+        self.high = high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.high else a
+
+
 def sync_client(
     transport: httpx.MockTransport, waits: list[float], **options: Any
 ) -> TagserveClient:
-    """A client over ``transport`` whose sleeps are recorded in ``waits`` instead of slept."""
+    """A client over ``transport`` whose sleeps are recorded in ``waits`` instead of slept
+    (and without jitter unless ``rng=`` says otherwise)."""
+    options.setdefault("rng", Bound())
     return TagserveClient(
         "http://tagserve.test", transport=transport, sleep=waits.append, **options
     )
@@ -103,7 +118,7 @@ async def test_async_503_is_retried_after_retry_after() -> None:
         waits.append(seconds)
 
     async with AsyncTagserveClient(
-        "http://tagserve.test", transport=transport, sleep=sleep
+        "http://tagserve.test", transport=transport, sleep=sleep, rng=Bound()
     ) as client:
         response = await client.tag(texts=["Harry Potter"])
     assert len(seen) == 3
@@ -147,13 +162,171 @@ def test_retry_limits_are_configurable() -> None:
     assert waits == [5.0, 5.0]
 
 
-def test_retry_after_missing_or_a_date() -> None:
+def test_retry_after_a_date_or_unreadable() -> None:
     past = email.utils.formatdate(time.time() - 60, usegmt=True)
-    transport, _ = scripted(busy(None), busy(past), busy("soon"), ok())
+    transport, _ = scripted(busy(past), busy("soon"), ok())
     waits: list[float] = []
     with sync_client(transport, waits) as client:
         client.tag(text="Harry")
-    assert waits == [1.0, 0.0, 1.0], "none: 1 s; a date in the past: at once; unreadable: 1 s"
+    assert waits == [0.0, 1.0], "a date in the past: at once; unreadable: 1 s"
+
+
+TIMED_OUT = {
+    "detail": "model 'ner' did not answer this request within 30 s; it is not retried",
+    "code": "model_timeout",
+}
+
+
+def test_a_503_without_retry_after_is_final_and_names_its_code() -> None:
+    # The server's answer for a request that alone hung a model worker: replaying it would
+    # hang the next worker, so the client must raise it at once.
+    transport, seen = scripted(httpx.Response(503, json=TIMED_OUT), ok())
+    waits: list[float] = []
+    with sync_client(transport, waits) as client, pytest.raises(TagserveError) as caught:
+        client.tag(text="Harry")
+    assert (len(seen), waits) == (1, [])
+    error = caught.value
+    assert (error.status, error.code, error.retry_after) == (503, "model_timeout", None)
+    assert error.detail == TIMED_OUT["detail"]
+    assert "model_timeout" in str(error)
+
+
+async def test_async_a_503_without_retry_after_is_final() -> None:
+    transport, seen = scripted(httpx.Response(503, json=TIMED_OUT), ok())
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async with AsyncTagserveClient(transport=transport, sleep=sleep) as client:
+        with pytest.raises(TagserveError) as caught:
+            await client.tag(text="Harry")
+    assert (len(seen), waits, caught.value.code) == (1, [], "model_timeout")
+
+
+def test_a_503_with_retry_after_and_a_code_is_still_retried() -> None:
+    transport, seen = scripted(
+        httpx.Response(503, json={**BUSY, "code": "queue_full"}, headers={"Retry-After": "1"}),
+        ok(),
+    )
+    with sync_client(transport, []) as client:
+        client.tag(text="Harry")
+    assert len(seen) == 2
+
+
+def test_errors_without_a_code_have_none() -> None:
+    transport, _ = scripted(httpx.Response(422, json={"detail": "text: too long", "code": 7}))
+    with sync_client(transport, []) as client, pytest.raises(TagserveError) as caught:
+        client.tag(text="Harry")
+    assert caught.value.code is None, "a code that is not a string is not a code"
+
+
+def test_jitter_is_full_jitter_bounded_and_seedable() -> None:
+    # Retry-After 0 leaves the jitter alone: the k-th wait is uniform(0, min(cap, base * 2**k)).
+    transport, _ = scripted(busy("0"))
+    options: dict[str, Any] = {
+        "max_retries": 6,
+        "max_retry_wait_s": 100.0,
+        "backoff_s": 0.5,
+        "max_backoff_s": 3.0,
+    }
+    runs: list[list[float]] = []
+    for _ in range(2):
+        waits: list[float] = []
+        with (
+            sync_client(transport, waits, rng=random.Random(7), **options) as client,
+            pytest.raises(TagserveError),
+        ):
+            client.tag(text="Harry")
+        runs.append(waits)
+    caps = [min(3.0, 0.5 * 2**k) for k in range(6)]
+    expected = random.Random(7)
+    assert runs[0] == pytest.approx([expected.uniform(0.0, cap) for cap in caps])
+    assert runs[0] == runs[1], "the same seed gives the same waits"
+    assert all(0.0 <= wait <= cap for wait, cap in zip(runs[0], caps, strict=True))
+    assert len(set(runs[0])) == len(runs[0]), "jittered, not a fixed schedule"
+
+
+def test_unseeded_clients_do_not_retry_in_lockstep() -> None:
+    firsts = []
+    for _ in range(5):
+        transport, _ = scripted(busy("1"), ok())
+        waits: list[float] = []
+        with TagserveClient(transport=transport, sleep=waits.append) as client:
+            client.tag(text="Harry")
+        assert 1.0 <= waits[0] <= 1.5, "Retry-After, plus at most backoff_s of jitter"
+        firsts.append(waits[0])
+    assert len(set(firsts)) > 1
+
+
+def test_jitter_adds_to_retry_after_and_is_cut_to_the_budget() -> None:
+    transport, seen = scripted(busy("2"))
+    waits: list[float] = []
+    with (
+        sync_client(transport, waits, rng=Bound(high=True), max_retry_wait_s=8.0) as client,
+        pytest.raises(TagserveError),
+    ):
+        client.tag(text="Harry")
+    # 2 + 0.5, 2 + 1, then 2 + 2 is cut to the 2.5 s left of the 8 s budget.
+    assert waits == pytest.approx([2.5, 3.0, 2.5])
+    assert len(seen) == 4
+
+
+def refused(failures: int) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport whose first ``failures`` connections are refused, then answers ok."""
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) <= failures:
+            raise httpx.ConnectError("connection refused", request=request)
+        return ok()
+
+    return httpx.MockTransport(handle), seen
+
+
+def test_refused_connections_are_retried_with_jittered_backoff() -> None:
+    transport, seen = refused(2)
+    waits: list[float] = []
+    with sync_client(transport, waits, rng=Bound(high=True)) as client:
+        assert client.tag(text="Harry").model_name == "ner"
+    assert len(seen) == 3
+    assert waits == pytest.approx([0.5, 1.0]), "no Retry-After: the backoff cap alone"
+
+
+async def test_async_refused_connections_are_retried_then_raised() -> None:
+    transport, seen = refused(100)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async with AsyncTagserveClient(transport=transport, sleep=sleep) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.tag(text="Harry")
+    assert len(seen) == 4 and len(waits) == 3
+
+
+def test_a_read_timeout_is_not_retried() -> None:
+    # The server may be working on it (or hung on it): repeating could hang another worker.
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    waits: list[float] = []
+    with (
+        sync_client(httpx.MockTransport(handle), waits) as client,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        client.tag(text="Harry")
+    assert (len(seen), waits) == (1, [])
+
+
+def test_negative_backoff_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be negative"):
+        TagserveClient(backoff_s=-1.0)
 
 
 def test_the_default_sleep_really_waits() -> None:
@@ -236,8 +409,9 @@ def test_closed_client_sends_nothing() -> None:
 def test_without_httpx_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "httpx", None)  # import httpx now raises ImportError
     monkeypatch.delitem(sys.modules, "tagserve.client")
-    with pytest.raises(ImportError, match=r"pip install 'tagserve\[client\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'tagserve\[client\]'") as caught:
         importlib.import_module("tagserve.client")
+    assert "pip install ./client" in str(caught.value), "and names the light distribution"
 
 
 # ---- slow: a real server (the tiny model, API key k1) ----

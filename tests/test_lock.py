@@ -1,5 +1,6 @@
 """The lock (requirements/*.txt) and pyproject.toml agree: same direct dependencies, every
-pin inside its range, one version per package across groups, every pin hashed."""
+pin inside its range, one version per package across groups, every pin hashed. The client
+group is locked from client/pyproject.toml (the light tagserve-client distribution)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,25 @@ GROUPS = {
     "train": ["train"],
     "bench": ["train", "bench"],
     "dev": ["train", "bench", "test", "lint", "client"],
+    "client": [],
 }
+# The pyproject.toml each group is compiled from, relative to the repository root.
+SOURCES = {"client": "client/pyproject.toml"}
+# What the light client must never pull in (tests/test_client_distribution.py checks an install).
+HEAVY = {"torch", "fastapi", "uvicorn", "pydantic", "starlette", "numpy"}
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
-_SELF = "tagserve (pyproject.toml)"
 
 
-def _pyproject() -> dict:  # type: ignore[type-arg]
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+def _source(group: str) -> str:
+    return SOURCES.get(group, "pyproject.toml")
 
 
-def _declared(extras: list[str]) -> dict[str, Requirement]:
-    project = _pyproject()
+def _pyproject(source: str = "pyproject.toml") -> dict:  # type: ignore[type-arg]
+    return tomllib.loads((ROOT / source).read_text(encoding="utf-8"))["project"]
+
+
+def _declared(extras: list[str], source: str = "pyproject.toml") -> dict[str, Requirement]:
+    project = _pyproject(source)
     requirements = [Requirement(r) for r in project["dependencies"]]
     for extra in extras:
         requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
@@ -46,6 +55,10 @@ def _lock(group: str) -> tuple[dict[str, str], set[str], set[str]]:
     direct: set[str] = set()
     unhashed: set[str] = set()
     current = ""
+    # pip-compile's note for a dependency taken straight from the source, e.g.
+    # "tagserve (pyproject.toml)" or "tagserve-client (client/pyproject.toml)".
+    source = _source(group)
+    me = f"{_pyproject(source)['name']} ({source})"
     lines = (REQUIREMENTS / f"{group}.txt").read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
         match = _PIN.match(line)
@@ -54,7 +67,7 @@ def _lock(group: str) -> tuple[dict[str, str], set[str], set[str]]:
             pins[current] = match.group(2)
             if "--hash=sha256:" not in (lines[i + 1] if i + 1 < len(lines) else ""):
                 unhashed.add(current)
-        elif current and _SELF in line:
+        elif current and me in line:
             direct.add(current)
     return pins, direct, unhashed
 
@@ -68,8 +81,11 @@ def _torch_pin() -> Requirement:
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_lock_has_exactly_the_declared_dependencies(group: str) -> None:
-    declared = _declared(GROUPS[group])
-    declared.pop("torch")  # pinned once, in requirements/torch.txt
+    declared = _declared(GROUPS[group], _source(group))
+    if group == "client":
+        assert "torch" not in declared, "the light client must not depend on torch"
+    else:
+        declared.pop("torch")  # pinned once, in requirements/torch.txt
     pins, direct, _ = _lock(group)
     assert sorted(direct) == sorted(declared), (
         f"requirements/{group}.txt and pyproject.toml list different direct dependencies; "
@@ -90,6 +106,19 @@ def test_every_pin_is_hashed_and_matches_the_dev_lock(group: str) -> None:
     dev_pins, _, _ = _lock("dev")
     differing = {n: (v, dev_pins.get(n)) for n, v in pins.items() if dev_pins.get(n) != v}
     assert not differing, f"requirements/{group}.txt differs from dev.txt: {differing}"
+
+
+def test_the_client_extra_and_the_client_distribution_agree() -> None:
+    # tagserve[client] and tagserve-client install the same module; they need the same things.
+    extra = [Requirement(r) for r in _pyproject()["optional-dependencies"]["client"]]
+    alone = [Requirement(r) for r in _pyproject(SOURCES["client"])["dependencies"]]
+    assert sorted(map(str, extra)) == sorted(map(str, alone))
+
+
+def test_the_client_lock_is_light() -> None:
+    pins, _, _ = _lock("client")
+    assert "httpx" in pins
+    assert not HEAVY & set(pins), f"requirements/client.txt pulls in {sorted(HEAVY & set(pins))}"
 
 
 def test_torch_pin_is_inside_the_declared_range() -> None:

@@ -1,0 +1,1 @@
+../../tagserve/client.py
