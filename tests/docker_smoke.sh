@@ -70,6 +70,9 @@ else
   fi
   docker import "$CACHE/rootfs.tar" python:3.11-slim >/dev/null
 fi
+# The Dockerfile's default base is python:3.11-slim pinned by digest, which only a registry
+# can serve: build on the local python:3.11-slim (pulled above, or the stand-in).
+export PYTHON_IMAGE=python:3.11-slim
 
 phase "building the image from the real Dockerfile (local CPU torch wheel)"
 # The torch version comes from the lock's one pin; the wheel is the local CPU build when present.
@@ -104,7 +107,11 @@ phase "the container runs as non-root"
 uid=$(docker compose -p "$PROJECT" exec -T tagserve id -u | tr -d '\r')
 echo "uid inside the container: $uid"
 [ "$uid" != "0" ]
-echo "image size: $(docker image inspect tagserve:latest --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"
+image=$(docker compose -p "$PROJECT" config --images | head -1)
+size=$(docker image inspect "$image" --format '{{.Size}}')
+echo "image $image: $size bytes ($(awk -v s="$size" 'BEGIN {printf "%.0f MB", s / 1e6}'))"
+docker run --rm --entrypoint python "$image" -I -c \
+  "import importlib.util as u; assert u.find_spec('tagserve.training') is None; print('no tagserve.training in the image')"
 
 phase "docker compose down"
 docker compose -p "$PROJECT" down --timeout 10 >/dev/null
