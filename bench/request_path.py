@@ -24,7 +24,7 @@ import orjson
 
 from bench.detok import detokenize
 from tagserve.service.api.app import create_app
-from tagserve.service.inference.registry import load_models
+from tagserve.service.inference.registry import serve_remote, start_owners
 from tagserve.service.metrics import Metrics
 from tagserve.service.settings import Settings
 from tagserve.training.config import data_dir
@@ -85,7 +85,8 @@ async def drive(app: Any, requests: list[tuple[str, str, bytes]], concurrency: i
 async def main_async(args: argparse.Namespace) -> None:
     settings = Settings(models=[args.model], default_model=args.model, log_level="warning")
     metrics = Metrics()
-    models = load_models(settings, metrics, in_processes=True)
+    owners = start_owners(settings, metrics, [args.model])
+    models = serve_remote(settings, metrics, {n: o.address for n, o in owners.items()})
     app = create_app(settings, models, metrics)
     sentences = read_dataset(data_dir(args.data_dir) / "conll2003/test.txt")
     bodies = [orjson.dumps({"text": detokenize(s.tokens)[0]}) for s in sentences]
@@ -104,6 +105,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await drive(app, tag, args.concurrency)
             profiler.disable()
             pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+    for owner in owners.values():
+        owner.close()
     tag_us, health_us = min(figures["tag"]), min(figures["health"])
     print(f"model: {args.model}; {args.requests} requests a round, concurrency {args.concurrency}")
     for name, label in (("tag", "POST /tag"), ("health", "GET /health")):

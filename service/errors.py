@@ -19,6 +19,15 @@ class UnknownModel(Exception):
         super().__init__(f"model: unknown model {name!r}; loaded models: {', '.join(known)}")
 
 
+class BadRequest(Exception):
+    """The request is malformed before any field can be read: not JSON, not UTF-8, two
+    ``Authorization`` headers (answered 400)."""
+
+
+class UnsupportedMedia(Exception):
+    """A body in a content type or encoding the service does not read (answered 415)."""
+
+
 class Unauthorized(Exception):
     """No key, or not one of the server's (answered 401 with ``WWW-Authenticate``)."""
 
@@ -50,7 +59,26 @@ class WorkerUnavailable(Exception):
     def __init__(self, model: str, problem: str, retry_after: int = 2) -> None:
         super().__init__(f"model {model!r} is unavailable: its worker {problem}; retry shortly")
         self.model = model
+        self.problem = problem
         self.retry_after = retry_after
+
+
+class ModelTimeout(Exception):
+    """This request, tagged alone, overran the batch timeout and its worker was killed: a
+    query of death. Answered 503 with ``code: model_timeout`` and no ``Retry-After``, so that
+    neither a proxy nor the client replays it onto another worker."""
+
+    code = "model_timeout"
+
+    def __init__(self, model: str, problem: str) -> None:
+        super().__init__(
+            f"model {model!r}: this request alone made its worker overrun the batch timeout "
+            f"({problem.removeprefix('overran the batch timeout ').strip('()')}, "
+            "TAGSERVE_BATCH_TIMEOUT_S); "
+            "the worker was replaced; do not retry this request as it is (split it, or send "
+            "shorter texts)"
+        )
+        self.model = model
 
 
 class WorkerStartError(Exception):

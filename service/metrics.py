@@ -64,6 +64,11 @@ class Metrics:
             ["model"],
             registry=own,
         )
+        self.http_worker_restarts = Counter(
+            "tagserve_http_worker_restarts",
+            "HTTP worker processes replaced after dying or after their event loop went silent",
+            registry=own,
+        )
         self.rejected = Counter(
             "tagserve_overload_rejections",
             "requests refused because the queue was full",

@@ -62,11 +62,20 @@ class Settings(BaseSettings):
         "worker only: several always share model worker processes)",
     )
     batch_timeout_s: float = Field(
-        30.0,
+        5.0,
         gt=0,
         le=3600,
-        description="a model worker that takes longer on one batch is replaced; its requests "
-        "get 503",
+        description="a model worker that takes longer on one batch is killed and replaced, "
+        "and the batch's requests are tried again one by one: a request that alone overruns "
+        "it gets 503 with code model_timeout and no Retry-After. Keep it well under the "
+        "client's and the proxy's timeouts (30 s), so that the 503 reaches the client",
+    )
+    heartbeat_timeout_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="with several HTTP workers: one whose event loop has not ticked for this "
+        "long (a request stuck in CPU work on the loop, a deadlock) is killed and replaced",
     )
     cache_words: int = Field(
         50_000,

@@ -38,9 +38,13 @@ def start_server(models_dir: Path, timeout: float = 60.0, **settings: str) -> Li
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    # A hang injected from outside the code under test (tests/hang_injection).
+    hanging = "test_hang_token" in settings
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": f"{ROOT / 'tests' / 'hang_injection'}{os.pathsep}{ROOT}"
+        if hanging
+        else str(ROOT),
         "TAGSERVE_MODELS_DIR": str(models_dir),
         "TAGSERVE_LOG_LEVEL": "warning",
         **{f"TAGSERVE_{k.upper()}": v for k, v in settings.items()},

@@ -11,7 +11,8 @@ import pytest
 
 from tagserve.model.predictor import TaggedSentence
 from tagserve.service.errors import ModelFailure, Overloaded
-from tagserve.service.inference.batcher import Batcher, ThreadTagger
+from tagserve.service.inference.batcher import Batcher
+from tagserve.service.inference.in_process import ThreadTagger
 from tests.prometheus import sample_value
 from tests.service_helpers import tiny_app
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tagserve.service.runtime.supervisor import (
+from tagserve.service.runtime.system import (
+    MetricsDirError,
     available_cpus,
     cgroup_cpu_quota,
     prepare_metrics_dir,
@@ -147,18 +148,26 @@ def test_a_killed_shared_model_worker_is_replaced_for_every_http_worker(
         server.stop()
 
 
-def test_a_given_metrics_directory_is_wiped_and_a_new_one_made_otherwise(
+def test_a_given_metrics_directory_loses_only_prometheus_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     given = tmp_path / "metrics"
     given.mkdir()
     (given / "counter_123.db").write_bytes(b"stale samples of an earlier server")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
-    assert prepare_metrics_dir() == given and list(given.iterdir()) == []
+    assert prepare_metrics_dir() == (given, False) and list(given.iterdir()) == []
+    # A mistyped path that names a folder of the user's: refused, and nothing deleted.
+    (given / "thesis.tex").write_text("years of work")
+    (given / "gauge_1.db").write_bytes(b"")
+    with pytest.raises(
+        MetricsDirError, match=r"holds files that are not prometheus-client's \(thesis.tex\)"
+    ):
+        prepare_metrics_dir()
+    assert sorted(p.name for p in given.iterdir()) == ["gauge_1.db", "thesis.tex"]
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
-    made = prepare_metrics_dir()
+    made, made_here = prepare_metrics_dir()
     try:
-        assert made.is_dir() and list(made.iterdir()) == []
+        assert made_here and made.is_dir() and list(made.iterdir()) == []
         assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(made)
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 from tagserve.model.artifact import load
 from tagserve.model.predictor import Predictor
 from tagserve.service.api.app import create_app
-from tagserve.service.errors import WorkerUnavailable
-from tagserve.service.inference.model_worker import HANG_TOKEN_VARIABLE, ModelWorker
-from tagserve.service.inference.registry import load_models
+from tagserve.service.inference.client import BatchTimeout, ModelClient, RemoteModelError, pid_alive
+from tagserve.service.inference.owner import WorkerOwner
+from tagserve.service.inference.registry import serve_remote, start_owners
 from tagserve.service.metrics import Metrics
 from tagserve.service.settings import Settings
+from tests.hang_injection import hang_on
 from tests.prometheus import sample_value
 
 # Starts worker processes: see the slow marker.
@@ -28,15 +29,40 @@ pytestmark = pytest.mark.slow
 SENTENCES = [["Harry", "Potter", "went", "to", "London"], ["x"], ["a", "b", "c"]]
 
 
-def _worker(path: Path, timeout_s: float = 20.0) -> ModelWorker:
-    worker = ModelWorker(
-        "tiny", path, torch_threads=1, batch_size=2, cache_words=100, batch_timeout_s=timeout_s
-    )
-    worker.wait_ready()
-    return worker
+class Worker:
+    """A model worker as ``tagserve serve`` holds it: the owner of the process, and a client
+    that reaches it as an HTTP worker does."""
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.owner = WorkerOwner("tiny", path, torch_threads=1, batch_size=2, cache_words=100)
+        self.owner.wait_ready()
+        self.client = ModelClient(self.owner.address, batch_timeout_s=timeout_s)
+
+    @property
+    def pid(self) -> int | None:
+        return self.owner.pid
+
+    @property
+    def restarts(self) -> int:
+        return self.owner.restarts
+
+    @property
+    def alive(self) -> bool:
+        return self.client.alive
+
+    async def predict_async(self, sentences: list[list[str]]) -> object:
+        return await self.client.predict_async(sentences)
+
+    def close(self) -> None:
+        self.client.close()
+        self.owner.close()
 
 
-Predict = Callable[[ModelWorker, list[list[str]]], object]
+def _worker(path: Path, timeout_s: float = 20.0) -> Worker:
+    return Worker(path, timeout_s)
+
+
+Predict = Callable[[Worker, list[list[str]]], object]
 
 
 @pytest.fixture
@@ -75,7 +101,7 @@ def test_an_error_fails_one_batch_and_the_worker_goes_on(
 ) -> None:
     worker = _worker(tiny_artifact)
     try:
-        with pytest.raises(TypeError):
+        with pytest.raises(RemoteModelError, match="a batch must be a list of token lists"):
             predict(worker, [[1, 2]])  # type: ignore[list-item]
         assert len(predict(worker, SENTENCES)) == 3  # type: ignore[arg-type]
         assert worker.restarts == 0
@@ -99,11 +125,11 @@ def test_a_killed_worker_is_replaced(tiny_artifact: Path, predict: Predict) -> N
 def test_a_hung_worker_is_replaced_and_its_batch_gets_unavailable(
     tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch, predict: Predict
 ) -> None:
-    monkeypatch.setenv(HANG_TOKEN_VARIABLE, "HANGME")
+    hang_on(monkeypatch, "HANGME")
     worker = _worker(tiny_artifact, timeout_s=1.0)
     try:
         started = time.monotonic()
-        with pytest.raises(WorkerUnavailable, match=r"overran the batch timeout \(1 s\)"):
+        with pytest.raises(BatchTimeout, match=r"overran the batch timeout \(1 s\)"):
             predict(worker, [["a", "HANGME"]])
         assert time.monotonic() - started < 5
         assert len(predict(worker, SENTENCES)) == 3  # type: ignore[arg-type]
@@ -115,16 +141,18 @@ def test_a_hung_worker_is_replaced_and_its_batch_gets_unavailable(
 def test_health_follows_the_worker_and_recovers(tiny_artifact: Path) -> None:
     settings = Settings(models_dir=tiny_artifact.parent, default_model="tiny")
     metrics = Metrics()
-    models = load_models(settings, metrics, in_processes=True)
-    worker = models["tiny"].worker
-    assert worker is not None
+    (owner,) = start_owners(settings, metrics, ["tiny"]).values()
+    models = serve_remote(settings, metrics, {"tiny": owner.address})
     with TestClient(create_app(settings, models, metrics)) as client:
         assert client.post("/tag", json={"text": "Harry Potter"}).status_code == 200
-        os.kill(worker.pid, 9)
+        assert owner.pid is not None
+        os.kill(owner.pid, 9)
         assert _wait_until(lambda: client.get("/health").status_code == 503, 5)
         assert client.get("/health").json() == {"status": "model worker down: tiny"}
         assert _wait_until(lambda: client.get("/health").status_code == 200)
         assert client.post("/tag", json={"text": "Harry Potter"}).status_code == 200
         text = client.get("/metrics").text
         assert sample_value(text, "tagserve_model_worker_restarts_total", model="tiny") == 1
-    assert not worker.alive
+    owner.close()
+    assert owner.pid is not None and not pid_alive(owner.pid)
+    assert not Path(owner.address.socket_path).parent.exists()  # no folder left behind

@@ -103,12 +103,39 @@ def test_a_killed_worker_under_load_is_replaced(server: LiveServer) -> None:
 )
 def test_a_hung_worker_is_replaced(server: LiveServer) -> None:
     hung = httpx.post(f"{server.url}/tag", json={"text": "HANGME now"}, timeout=20)
-    assert hung.status_code == 503 and hung.headers["retry-after"] == "2"
-    assert "overran the batch timeout (1 s)" in hung.json()["detail"]
+    # Alone in its batch, it is the query of death: a 503 that says not to retry it.
+    assert hung.status_code == 503 and "retry-after" not in hung.headers
+    assert hung.json()["code"] == "model_timeout"
+    assert "overrun the batch timeout (1 s, TAGSERVE_BATCH_TIMEOUT_S)" in hung.json()["detail"]
     after = httpx.post(f"{server.url}/tag", json={"text": SENTENCE}, timeout=30)
     assert after.status_code == 200
     metrics = httpx.get(f"{server.url}/metrics").text
     assert sample_value(metrics, "tagserve_model_worker_restarts_total", model="ner") == 1
+
+
+@pytest.mark.parametrize(
+    "server", [{"batch_timeout_s": "2", "test_hang_token": "HANGME"}], indirect=True
+)
+def test_a_query_of_death_fails_alone_among_good_requests(server: LiveServer) -> None:
+    """One request that hangs the model, sent amid 50 good ones: every good one succeeds,
+    the bad one fails once with the not-retryable 503, and the worker is killed at most
+    twice (its shared batch, then the request alone), never once per good request."""
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            good = [client.post("/tag", json={"text": f"{SENTENCE} ({i})"}) for i in range(50)]
+            bad = client.post("/tag", json={"text": "Angela HANGME Merkel"})
+            return list(await asyncio.gather(*good[:25], bad, *good[25:]))
+
+    answers = asyncio.run(run())
+    bad = answers.pop(25)
+    assert [a.status_code for a in answers] == [200] * 50, [
+        a.text for a in answers if a.status_code != 200
+    ]
+    assert bad.status_code == 503 and bad.json()["code"] == "model_timeout"
+    assert "retry-after" not in bad.headers
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 1 <= sample_value(metrics, "tagserve_model_worker_restarts_total", model="ner") <= 2
 
 
 def test_lone_surrogates_never_fail_good_requests(server: LiveServer) -> None:

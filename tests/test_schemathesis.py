@@ -45,7 +45,9 @@ def test_api_conforms_to_its_schema(server: LiveServer) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     labels = sorted(operation.label for operation in operations)
-    assert labels == ["GET /health", "GET /metrics", "GET /models", "POST /tag"], labels
+    assert labels == ["GET /health", "GET /livez", "GET /metrics", "GET /models", "POST /tag"], (
+        labels
+    )
     for operation in operations:
 
         @given(case=operation.as_strategy())

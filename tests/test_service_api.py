@@ -116,7 +116,7 @@ def test_docs_page_uses_only_local_assets(tiny_artifact: Path) -> None:
             assert url.startswith("/"), f"docs page loads {url} from outside the app"
             assert client.get(url).status_code == 200
         spec = client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/tag", "/models", "/health", "/metrics"}
+    assert set(spec["paths"]) == {"/tag", "/models", "/health", "/livez", "/metrics"}
     tag = spec["paths"]["/tag"]["post"]
     assert {"400", "404", "413", "422", "503"} <= set(tag["responses"])
     assert spec["components"]["schemas"]["TagRequest"]["examples"]

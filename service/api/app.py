@@ -15,10 +15,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from tagserve.service.api import handlers
-from tagserve.service.api.fast_tag import FastTagRoute
 from tagserve.service.api.middleware import BodyLimit, RequestMetrics
 from tagserve.service.api.routes import router
-from tagserve.service.inference.registry import LoadedModel, load_models
+from tagserve.service.inference.registry import LoadedModel, serve_in_threads
 from tagserve.service.metrics import Metrics
 from tagserve.service.settings import Settings, get_settings
 
@@ -46,17 +45,16 @@ def create_app(
     models: dict[str, LoadedModel] | None = None,
     metrics: Metrics | None = None,
 ) -> FastAPI:
-    """Build the app; ``models`` may be pre-loaded (the CLI does, to fail fast on bad artifacts)."""
+    """Build the app; ``models``: the models reached or started by the caller (``tagserve
+    serve`` does, to fail fast on bad artifacts); by default they load in the lifespan."""
     settings = settings or get_settings()
     metrics = metrics or Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if models is None:  # tagging in this process's threads: torch is needed here
-            import torch
-
-            torch.set_num_threads(settings.torch_threads)
-        app.state.models = models if models is not None else load_models(settings, metrics)
+        # Models given: the caller reached (or started) them. Else they run in this
+        # process's threads (tests, and the single-process mode).
+        app.state.models = models if models is not None else serve_in_threads(settings, metrics)
         for loaded in app.state.models.values():
             loaded.batcher.start()
         app.state.status = "ok"
@@ -67,7 +65,7 @@ def create_app(
             app.state.status = "draining"
             for loaded in app.state.models.values():
                 await loaded.batcher.close(settings.drain_timeout_s)
-                loaded.close_worker()
+                loaded.close()
 
     app = FastAPI(
         title="tagserve",
@@ -85,9 +83,6 @@ def create_app(
     app.state.models = {}
     handlers.install(app)
     app.include_router(router)
-    # POST /tag goes through the lean route first (the OpenAPI page still describes the
-    # FastAPI one, which answers everything the lean route hands on).
-    app.router.routes.insert(0, FastTagRoute())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

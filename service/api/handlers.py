@@ -11,14 +11,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagserve.service.errors import (
+    BadRequest,
     LimitExceeded,
     ModelFailure,
+    ModelTimeout,
     Overloaded,
     ShuttingDown,
     Unauthorized,
     UnknownModel,
+    UnsupportedMedia,
     WorkerUnavailable,
 )
+from tagserve.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,42 @@ def describe_validation(errors: list[Any]) -> tuple[int, str]:
     return 422, "; ".join(parts) + more
 
 
+# Each service exception, the status it is answered with, and whether the answer carries
+# Retry-After (seconds) or WWW-Authenticate.
+_STATUS: dict[type[Exception], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    UnknownModel: 404,
+    UnsupportedMedia: 415,
+    LimitExceeded: 422,
+    ModelFailure: 500,
+    Overloaded: 503,
+    ShuttingDown: 503,
+    WorkerUnavailable: 503,
+    ModelTimeout: 503,
+}
+ServiceError = tuple(_STATUS)
+
+
+def answer_for(error: Exception, metrics: Metrics) -> tuple[int, dict[str, str], dict[str, str]]:
+    """Status, JSON body and headers for one of the service's exceptions: the one mapping,
+    used by the FastAPI handlers and the ``POST /tag`` route alike."""
+    body = {"detail": str(error)}
+    headers: dict[str, str] = {}
+    if isinstance(error, Overloaded):
+        metrics.rejected.labels(model=error.model).inc()
+        headers["Retry-After"] = str(error.retry_after)
+    elif isinstance(error, WorkerUnavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    elif isinstance(error, ShuttingDown):
+        headers["Retry-After"] = "5"
+    elif isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="tagserve"'
+    elif isinstance(error, ModelTimeout):
+        body["code"] = error.code  # and no Retry-After: it would hang the next worker too
+    return _STATUS[type(error)], body, headers
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -49,42 +89,12 @@ def install(app: FastAPI) -> None:
         status, detail = describe_validation(list(error.errors()))
         return JSONResponse({"detail": detail}, status_code=status)
 
-    @app.exception_handler(LimitExceeded)
-    async def limit(_: Request, error: LimitExceeded) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=422)
+    async def service_error(request: Request, error: Exception) -> JSONResponse:
+        status, body, headers = answer_for(error, request.app.state.metrics)
+        return JSONResponse(body, status_code=status, headers=headers)
 
-    @app.exception_handler(UnknownModel)
-    async def unknown_model(_: Request, error: UnknownModel) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=404)
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
-        request.app.state.metrics.rejected.labels(model=error.model).inc()
-        return JSONResponse(
-            {"detail": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)}
-        )
-
-    @app.exception_handler(ShuttingDown)
-    async def shutting_down(_: Request, error: ShuttingDown) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "5"})
-
-    @app.exception_handler(Unauthorized)
-    async def unauthorized(_: Request, error: Unauthorized) -> JSONResponse:
-        return JSONResponse(
-            {"detail": str(error)},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="tagserve"'},
-        )
-
-    @app.exception_handler(WorkerUnavailable)
-    async def worker_unavailable(_: Request, error: WorkerUnavailable) -> JSONResponse:
-        return JSONResponse(
-            {"detail": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)}
-        )
-
-    @app.exception_handler(ModelFailure)
-    async def model_failure(_: Request, error: ModelFailure) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=500)
+    for kind in ServiceError:
+        app.add_exception_handler(kind, service_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -11,9 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagserve.service.metrics import Metrics
 
-# Where BodyLimit leaves the body it has read, for routes that can use the bytes directly.
-BODY_KEY = "tagserve.body"
-KNOWN_ROUTES = {"/tag", "/models", "/health", "/metrics", "/docs", "/openapi.json", "/"}
+KNOWN_ROUTES = {"/tag", "/models", "/health", "/livez", "/metrics", "/docs", "/openapi.json", "/"}
 
 
 class BodyLimit:
@@ -50,7 +48,6 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        scope[BODY_KEY] = body  # the lean /tag route takes it from here, unread
         replayed = False
 
         async def replay() -> Message:

@@ -3,14 +3,17 @@
 Requests put their sentences on a bounded FIFO; one asyncio task takes up to
 ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for a batch to fill while the
 model is idle) and awaits the model on them: a model worker process over its socket, or an
-in-process model in a thread of its own (:class:`ThreadTagger`), so the event loop never
-blocks on CPU work. While a batch runs, new sentences queue up and form the next one. Each
-sentence's future is resolved with its own result, so a request's answers come back in its
-order however its sentences were spread across batches.
+in-process model in a thread of its own (:mod:`~tagserve.service.inference.in_process`),
+so the event loop never blocks on CPU work. While a batch runs, new sentences queue up and
+form the next one. Each sentence's future is resolved with its own result, so a request's
+answers come back in its order however its sentences were spread across batches.
 
-One request must never fail another: when the model raises on a batch, the batch's requests
-are run again one by one, so only the request that caused it gets an error. A worker that
-died or hung (:class:`WorkerUnavailable`) fails its batch with 503; it is being replaced.
+One request must never fail another: when the model raises on a batch, or its worker
+overruns the batch timeout (and is killed), the batch's requests are run again one by one, so
+only the request that caused it fails: with :class:`ModelFailure` (500), or, for a request
+that hangs the model alone, :class:`ModelTimeout` (503 that must not be retried: replaying a
+query of death would kill the next worker too). A worker that died for another reason
+(:class:`WorkerUnavailable`) fails its batch with a retryable 503; it is being replaced.
 """
 
 from __future__ import annotations
@@ -20,44 +23,29 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from tagserve.model.tagged import SentenceTagger, TaggedSentence
-from tagserve.service.errors import ModelFailure, Overloaded, ShuttingDown, WorkerUnavailable
+from tagserve.model.tagged import TaggedSentence
+from tagserve.service.errors import (
+    ModelFailure,
+    ModelTimeout,
+    Overloaded,
+    ShuttingDown,
+    WorkerUnavailable,
+)
+from tagserve.service.inference.client import BatchTimeout
 
 log = logging.getLogger(__name__)
 
 
 class AsyncTagger(Protocol):
-    """What a batcher awaits: a model worker (:mod:`tagserve.service.inference.model_worker`) or a
-    :class:`ThreadTagger`."""
+    """What a batcher awaits: a model worker's client (:mod:`tagserve.service.inference.client`)
+    or a thread of this process (:mod:`tagserve.service.inference.in_process`)."""
 
     async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
         """One result per sentence, in input order."""
         ...
-
-
-class ThreadTagger:
-    """An in-process model (a :class:`~tagserve.model.predictor.Predictor`) run in one thread
-    of its own, awaitable from the event loop; the in-process counterpart of a model worker
-    (``alive`` and ``close`` too)."""
-
-    alive = True
-
-    def __init__(self, tagger: SentenceTagger, name: str) -> None:
-        self._tagger = tagger
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
-
-    async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-        """Tag a batch in the model's thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._tagger.predict, sentences)
-
-    def close(self, timeout: float = 0.0) -> None:
-        """Stop the thread once the batch it runs, if any, is done."""
-        self._executor.shutdown(wait=True)
 
 
 @dataclass(slots=True)
@@ -162,6 +150,12 @@ class Batcher:
                 continue
             try:
                 await self._run_batch(batch)
+            except BatchTimeout as error:
+                if len({p.request for p in batch}) == 1:
+                    self._refuse_hanging(batch, error)  # it was alone: no need to try again
+                else:
+                    log.warning("model %s: %s; retrying its requests one by one", self.name, error)
+                    await self._retry_singly(batch)
             except WorkerUnavailable as error:
                 _fail(batch, error)
             except Exception:
@@ -191,11 +185,23 @@ class Batcher:
         for request in requests.values():
             try:
                 await self._run_batch(request)
+            except BatchTimeout as error:
+                self._refuse_hanging(request, error)
             except WorkerUnavailable as error:
                 _fail(request, error)
             except Exception as error:
                 log.exception("model %s failed on one request alone", self.name)
                 _fail(request, ModelFailure(f"model {self.name} failed: {type(error).__name__}"))
+
+    def _refuse_hanging(self, request: list[_Pending], error: BatchTimeout) -> None:
+        """Fail a request that hangs the model alone, and drop the rest of its sentences from
+        the queue, so none of them reaches (and kills) the new worker."""
+        log.error("model %s: one request alone hangs the model: %s", self.name, error)
+        _fail(request, ModelTimeout(self.name, error.problem))
+        number = request[0].request
+        for pending in self._queue:
+            if pending.request == number:
+                pending.future.cancel()
 
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
         """Give a part-full batch up to ``max_wait`` for more sentences to arrive."""

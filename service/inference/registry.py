@@ -1,117 +1,64 @@
-"""Loading the configured models and their batchers at start-up."""
+"""The models this process serves: their cards (read without torch) and the batcher in front
+of each, whichever runs the model: a shared worker process (reached over its socket) or, in
+the single-process mode, a thread of this one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, available, read_info
 from tagserve.service.errors import WorkerStartError
-from tagserve.service.inference.batcher import Batcher, ThreadTagger
-from tagserve.service.inference.model_worker import ModelClient, ModelWorker, WorkerAddress
+from tagserve.service.inference.batcher import AsyncTagger, Batcher
+from tagserve.service.inference.client import ModelClient
+from tagserve.service.inference.owner import WorkerOwner
+from tagserve.service.inference.protocol import WorkerAddress
 from tagserve.service.metrics import Metrics
 from tagserve.service.settings import Settings
-
-if TYPE_CHECKING:
-    from tagserve.model.artifact import ModelBundle
 
 
 @dataclass
 class LoadedModel:
-    """A model ready to serve under ``name``: its artifact, and the batcher in front of it."""
+    """A model ready to serve under ``name``: its card, the batcher in front of it, what
+    runs it, and (in the process that started it) the owner of its worker process."""
 
     name: str
-    bundle: ArtifactInfo
+    info: ArtifactInfo
     batcher: Batcher
-    # What runs the model: a worker process (owned here, or reached) or a thread of this one.
-    worker: ModelWorker | ModelClient | ThreadTagger
+    tagger: ModelClient | AsyncTagger
+    owner: WorkerOwner | None = None
 
     def worker_alive(self) -> bool:
         """False while the model's worker process is down (always true in a thread)."""
-        return self.worker.alive
+        return bool(getattr(self.tagger, "alive", True))
 
-    def close_worker(self, timeout: float = 5.0) -> None:
-        """Stop the model's worker (after the batcher has drained)."""
-        self.worker.close(timeout)
+    def close(self, timeout: float = 5.0) -> None:
+        """Close what runs the model (after the batcher has drained), and its process if
+        this process owns it."""
+        self.tagger.close(timeout)  # type: ignore[union-attr]
+        if self.owner is not None:
+            self.owner.close(timeout)
 
-    def info(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """What ``GET /models`` says about it."""
-        card = self.bundle.card
+        card = self.info.card
         return {
             "name": self.name,
             "version": card.version,
             "dataset": card.dataset,
             "description": card.description,
-            "scheme": self.bundle.labels.scheme,
-            "entity_types": self.bundle.labels.entity_types,
-            "labels": self.bundle.labels.labels,
-            "intents": self.bundle.intents,
+            "scheme": self.info.labels.scheme,
+            "entity_types": self.info.labels.entity_types,
+            "labels": self.info.labels.labels,
+            "intents": self.info.intents,
             "test_metrics": _summary(card.test_metrics),
             "trained_at": card.trained_at,
         }
 
 
-def load_models(
-    settings: Settings,
-    metrics: Metrics,
-    in_processes: bool = False,
-    remote: dict[str, WorkerAddress] | None = None,
-) -> dict[str, LoadedModel]:
-    """Load and check every configured model, or raise :class:`ArtifactError` naming the bad
-    file (or :class:`WorkerStartError`); on failure no worker process is left running.
-
-    With ``in_processes`` each model is served by a worker process of its own that this
-    process starts (:mod:`tagserve.service.inference.model_worker`); with ``remote`` (an HTTP
-    worker of
-    ``tagserve serve --workers N``) by the workers already running at those addresses;
-    otherwise by a predictor in this process.
-    """
-    workers: dict[str, ModelWorker | ModelClient | ThreadTagger] = {}
-    if remote is not None:
-        # An HTTP worker of several: the models run in the shared model workers, so this
-        # process reads only cards and labels, and never imports torch.
-        infos = {name: read_info(settings.models_dir / name) for name in _names(settings)}
-        workers = {
-            name: ModelClient(remote[name], batch_timeout_s=settings.batch_timeout_s)
-            for name in infos
-        }
-    else:
-        # Every artifact is loaded and checked before any worker process is started.
-        device = "cpu" if in_processes else settings.device
-        bundles = check_artifacts(settings, device)
-        infos = {name: bundle.info for name, bundle in bundles.items()}
-        if in_processes:
-            workers = dict(start_workers(settings, metrics, list(bundles)))
-            del bundles  # the workers hold the weights; this process needs only the cards
-        else:
-            from tagserve.model.predictor import Predictor
-
-            workers = {
-                name: ThreadTagger(
-                    Predictor(
-                        bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
-                    ),
-                    name,
-                )
-                for name, bundle in bundles.items()
-            }
-    loaded = {}
-    for name, info in infos.items():
-        batcher = Batcher(
-            workers[name],
-            name,
-            settings.max_batch_size,
-            settings.max_wait_ms,
-            settings.max_queue,
-            on_batch=metrics.batch_size.labels(model=name).observe,
-        )
-        metrics.track_queue(name, partial(_waiting, batcher))
-        loaded[name] = LoadedModel(name, info, batcher, workers[name])
-    return loaded
-
-
-def _names(settings: Settings) -> list[str]:
+def model_names(settings: Settings) -> list[str]:
+    """The models to serve, or :class:`ArtifactError` (none found, or the default missing)."""
     names = settings.models or available(settings.models_dir)
     if not names:
         raise ArtifactError(
@@ -126,40 +73,90 @@ def _names(settings: Settings) -> list[str]:
     return names
 
 
-def check_artifacts(settings: Settings, device: str) -> dict[str, ModelBundle]:
-    """Load every configured artifact onto ``device``, or raise :class:`ArtifactError`
-    naming the bad file (or the default model that is not among them)."""
-    from tagserve.model.artifact import load
-
-    return {name: load(settings.models_dir / name, device) for name in _names(settings)}
+def read_cards(settings: Settings) -> dict[str, ArtifactInfo]:
+    """Every configured model's card, labels and intents, checked by the torch-free reader
+    (raises :class:`ArtifactError` naming the file and field)."""
+    return {name: read_info(settings.models_dir / name) for name in model_names(settings)}
 
 
-def start_workers(settings: Settings, metrics: Metrics, names: list[str]) -> dict[str, ModelWorker]:
+def start_owners(settings: Settings, metrics: Metrics, names: list[str]) -> dict[str, WorkerOwner]:
     """Start one worker process per model and wait until each has loaded; on failure none is
-    left running."""
-    workers = {name: _start_worker(name, settings, metrics) for name in names}
+    left running and :class:`WorkerStartError` says which model and why."""
+    owners = {
+        name: WorkerOwner(
+            name,
+            settings.models_dir / name,
+            torch_threads=settings.torch_threads,
+            device=settings.device,
+            batch_size=settings.max_batch_size,
+            cache_words=settings.cache_words,
+            on_restart=metrics.worker_restarts.labels(model=name).inc,
+        )
+        for name in names
+    }
     try:
-        for worker in workers.values():
-            worker.wait_ready()
+        for owner in owners.values():
+            owner.wait_ready()
     except WorkerStartError:
-        for worker in workers.values():
-            worker.close(timeout=0)
+        for owner in owners.values():
+            owner.close(timeout=0)
         raise
-    return workers
+    return owners
 
 
-def _start_worker(name: str, settings: Settings, metrics: Metrics) -> ModelWorker:
-    restarts = metrics.worker_restarts.labels(model=name)
-    return ModelWorker(
-        name,
-        settings.models_dir / name,
-        torch_threads=settings.torch_threads,
-        device=settings.device,
-        batch_size=settings.max_batch_size,
-        cache_words=settings.cache_words,
-        batch_timeout_s=settings.batch_timeout_s,
-        on_restart=restarts.inc,
-    )
+def serve_remote(
+    settings: Settings,
+    metrics: Metrics,
+    addresses: dict[str, WorkerAddress],
+    owners: dict[str, WorkerOwner] | None = None,
+) -> dict[str, LoadedModel]:
+    """The models, each run by the worker process at its address (``owners``: the ones this
+    process started and must stop). Reads only cards: no torch in this process."""
+    infos = read_cards(settings)
+    clients = {
+        name: ModelClient(addresses[name], batch_timeout_s=settings.batch_timeout_s)
+        for name in infos
+    }
+    return _with_batchers(settings, metrics, infos, clients, owners or {})
+
+
+def serve_in_threads(settings: Settings, metrics: Metrics) -> dict[str, LoadedModel]:
+    """The models, each run by a predictor in a thread of this process (one HTTP worker,
+    ``TAGSERVE_MODEL_PROCESS=false``, and tests): loads torch here."""
+    from tagserve.service.inference.in_process import thread_taggers
+
+    infos = read_cards(settings)
+    return _with_batchers(settings, metrics, infos, thread_taggers(settings, list(infos)), {})
+
+
+def serve_in_processes(settings: Settings, metrics: Metrics) -> dict[str, LoadedModel]:
+    """The models, each in a worker process that this process starts, owns and stops."""
+    names = list(read_cards(settings))
+    owners = start_owners(settings, metrics, names)
+    addresses = {name: owner.address for name, owner in owners.items()}
+    return serve_remote(settings, metrics, addresses, owners)
+
+
+def _with_batchers(
+    settings: Settings,
+    metrics: Metrics,
+    infos: dict[str, ArtifactInfo],
+    taggers: dict[str, Any],
+    owners: dict[str, WorkerOwner],
+) -> dict[str, LoadedModel]:
+    loaded = {}
+    for name, info in infos.items():
+        batcher = Batcher(
+            taggers[name],
+            name,
+            settings.max_batch_size,
+            settings.max_wait_ms,
+            settings.max_queue,
+            on_batch=metrics.batch_size.labels(model=name).observe,
+        )
+        metrics.track_queue(name, partial(_waiting, batcher))
+        loaded[name] = LoadedModel(name, info, batcher, taggers[name], owners.get(name))
+    return loaded
 
 
 def _waiting(batcher: Batcher) -> float:

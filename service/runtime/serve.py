@@ -1,85 +1,30 @@
-"""``tagserve serve``: load the models (failing fast, in one line), then run uvicorn: in this
-process (``--workers 1``), or in N HTTP worker processes that share the model workers."""
+"""``tagserve serve``: check the models (failing fast, in one line), start their worker
+processes, then run uvicorn: in this process (``--workers 1``), or in N HTTP worker
+processes that share the model workers. This process never imports torch, except in the
+single-process mode that runs models in its own threads (``TAGSERVE_MODEL_PROCESS=false``)."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import sys
-import time
-from types import FrameType
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
-import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from tagserve.model.artifact_files import ArtifactError
 from tagserve.service.errors import WorkerStartError
-from tagserve.service.inference.model_worker import ModelClient, ModelWorker
-from tagserve.service.runtime.supervisor import (
-    Supervisor,
+from tagserve.service.runtime.http_server import DrainingServer, configure_logging, uvicorn_config
+from tagserve.service.runtime.supervisor import Supervisor
+from tagserve.service.runtime.system import (
+    MetricsDirError,
     available_cpus,
     prepare_metrics_dir,
     reserve_port,
 )
 from tagserve.service.settings import Settings
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from tagserve.service.inference.batcher import ThreadTagger
-
-log = logging.getLogger(__name__)
-
-
-class DrainingServer(uvicorn.Server):
-    """On SIGTERM/SIGINT: /health turns 503 at once, serving goes on for ``notice_s`` (so a
-    load balancer stops routing here), then uvicorn closes the listener and waits for
-    in-flight requests (up to its graceful-shutdown timeout). A second signal stops at once."""
-
-    def __init__(self, config: uvicorn.Config, app: FastAPI, notice_s: float) -> None:
-        super().__init__(config)
-        self.tagserve_app = app
-        self.notice_s = notice_s
-        self.drain_started: float | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.drain_started is not None:
-            log.warning("signal %d again: stopping now", sig)
-            self.should_exit = True
-            self.force_exit = True
-            return
-        self.tagserve_app.state.status = "draining"
-        self.drain_started = time.monotonic()
-        log.info("signal %d: draining (notice %.1fs, then graceful shutdown)", sig, self.notice_s)
-
-    async def on_tick(self, counter: int) -> bool:
-        started = self.drain_started
-        if started is not None and time.monotonic() - started >= self.notice_s:
-            self.should_exit = True
-        return await super().on_tick(counter)
-
-
-def configure_logging(settings: Settings) -> None:
-    """One log format for the server and its workers."""
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(settings.log_level.upper())
-
-
-def uvicorn_config(settings: Settings, app: FastAPI, **where: object) -> uvicorn.Config:
-    """The uvicorn settings every HTTP worker shares (``where``: host and port, when uvicorn
-    binds the socket itself)."""
-    return uvicorn.Config(
-        app,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
-        timeout_keep_alive=settings.keep_alive_s,
-        access_log=False,
-        **where,  # type: ignore[arg-type]
-    )
 
 
 def _settings_or_exit() -> Settings:
@@ -94,6 +39,24 @@ def _settings_or_exit() -> Settings:
         sys.exit(f"tagserve: error: {error}")
 
 
+@contextlib.contextmanager
+def _metrics_files(count: int) -> Iterator[None]:
+    """Several processes share metrics through files; a directory the user set is used even
+    with one worker, since prometheus-client then reads files. One made here is removed."""
+    if count == 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    try:
+        directory, made_here = prepare_metrics_dir()
+    except (MetricsDirError, OSError) as error:
+        sys.exit(f"tagserve: error: {error}")
+    try:
+        yield
+    finally:
+        if made_here:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -> None:
     """Start serving, or exit with status 1 and one line naming the bad setting or file.
 
@@ -103,50 +66,52 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
     """
     settings = _settings_or_exit()
     count = workers or settings.workers or available_cpus()
-    # Several processes share metrics through files; a directory the user set is used (and
-    # wiped at start-up) even with one worker, since prometheus-client then reads files.
-    given_dir = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-    created_metrics_dir = count > 1 and not given_dir
-    metrics_dir = prepare_metrics_dir() if count > 1 or given_dir else None
-    # Imported only now: prometheus-client picks its multiprocess mode at import.
-    import torch
+    with _metrics_files(count):
+        # Imported only now: prometheus-client picks its multiprocess mode at import.
+        from tagserve.service.api.app import create_app
+        from tagserve.service.inference.owner import WorkerOwner
+        from tagserve.service.inference.registry import (
+            read_cards,
+            serve_in_threads,
+            serve_remote,
+            start_owners,
+        )
+        from tagserve.service.metrics import Metrics
 
-    from tagserve.service.api.app import create_app
-    from tagserve.service.inference.registry import check_artifacts, load_models, start_workers
-    from tagserve.service.metrics import Metrics
-
-    metrics = Metrics()
-    shared: list[ModelWorker] = []  # model workers the HTTP worker processes reach
-    try:
-        if count == 1:
-            # The in-thread mode's thread count; worker processes set their own.
-            torch.set_num_threads(settings.torch_threads)
-            models = load_models(settings, metrics, in_processes=settings.model_process)
-            owners: list[ModelWorker | ModelClient | ThreadTagger] = [
-                m.worker for m in models.values()
-            ]
-        else:
-            names = list(check_artifacts(settings, device="cpu"))
-            shared = list(start_workers(settings, metrics, names).values())
-            owners = list(shared)
-    except (ArtifactError, WorkerStartError) as error:
-        sys.exit(f"tagserve: error: {error}")
-    configure_logging(settings)
-    try:
-        if count == 1:
-            app = create_app(settings, models, metrics)
-            config = uvicorn_config(settings, app, host=host, port=port)
-            # uvicorn routes SIGINT and SIGTERM to handle_exit.
-            DrainingServer(config, app, settings.drain_notice_s).run()
-        else:
-            with reserve_port(host, port) as reserved:
-                supervisor = Supervisor(host, count, reserved, [w.address for w in shared])
-                code = supervisor.run()
-            if code:
-                sys.exit(code)
-    finally:
-        for owner in owners:
-            owner.close(timeout=1.0)
-        if metrics_dir is not None and created_metrics_dir:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(metrics_dir)
+        metrics = Metrics()
+        owners: dict[str, WorkerOwner] = {}
+        try:
+            names = list(read_cards(settings))  # torch-free: card, labels, vocabulary files
+            in_threads = count == 1 and not settings.model_process
+            models = serve_in_threads(settings, metrics) if in_threads else None
+            if not in_threads:
+                owners = start_owners(settings, metrics, names)  # a load error ends here
+        except (ArtifactError, WorkerStartError) as error:
+            sys.exit(f"tagserve: error: {error}")
+        configure_logging(settings)
+        try:
+            addresses = {name: owner.address for name, owner in owners.items()}
+            if count == 1:
+                if models is None:
+                    models = serve_remote(settings, metrics, addresses)
+                app = create_app(settings, models, metrics)
+                config = uvicorn_config(settings, app, host=host, port=port)
+                # uvicorn routes SIGINT and SIGTERM to handle_exit.
+                DrainingServer(config, app, settings.drain_notice_s).run()
+            else:
+                with reserve_port(host, port) as reserved:
+                    supervisor = Supervisor(
+                        host,
+                        count,
+                        reserved,
+                        list(addresses.values()),
+                        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+                        on_restart=metrics.http_worker_restarts.inc,
+                    )
+                    code = supervisor.run()
+                if code:
+                    sys.exit(code)
+        finally:
+            # Whoever starts a model worker stops it: here, after every HTTP worker is done.
+            for owner in owners.values():
+                owner.close(timeout=1.0)

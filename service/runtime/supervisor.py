@@ -1,142 +1,153 @@
-"""``tagserve serve --workers N``: N HTTP worker processes on one port.
+"""``tagserve serve --workers N``: N HTTP worker processes on one port, kept running.
 
 One Python event loop serves about one core. Each HTTP worker is a spawned process with its
 own uvicorn server and its own listening socket on the same address (``SO_REUSEPORT``): the
 kernel spreads new connections across them, so there is no balancer of ours in the path. The
-model workers are not duplicated: the ``tagserve serve`` process (this module's supervisor)
-starts one per model, and every HTTP worker sends its batches there over a Unix socket
-(:mod:`tagserve.service.inference.model_worker`). The supervisor serves no requests; it forwards
-SIGTERM/SIGINT to every HTTP worker (each drains as a single server does), replaces a worker
-that dies unexpectedly, and exits 0 once every worker has drained.
+model workers are not duplicated: the ``tagserve serve`` process starts one per model
+(:mod:`tagserve.service.inference.owner`), and every HTTP worker reaches it over a Unix
+socket. The supervisor serves no requests and never imports torch. It forwards SIGTERM and
+SIGINT to every HTTP worker (each drains as a single server does), replaces a worker that
+dies (with a doubling delay when replacements die young) or whose event loop has not ticked
+for ``heartbeat_timeout_s`` (killed first), counts each replacement, and exits 0 once every
+worker has drained.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import wait
-from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from tagserve.processes import die_with_parent
-from tagserve.service.inference.model_worker import WorkerAddress
+from tagserve.service.inference.protocol import WorkerAddress
+from tagserve.service.runtime.http_server import DrainingServer, configure_logging, uvicorn_config
+from tagserve.service.runtime.system import reserve_port
 
 log = logging.getLogger(__name__)
+# A worker that ends within this long of starting counts as dying young: its replacement
+# waits 0.5 s, then 1, 2, ... up to the cap, so a worker that cannot start does not spin.
+YOUNG_S = 10.0
+BACKOFF_S = (0.5, 30.0)
 
 
-def available_cpus() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a
-    container's ``--cpus`` or a Kubernetes CPU limit), at least 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    quota = cgroup_cpu_quota()
-    cores = cores or 1
-    return max(1, min(cores, math.ceil(quota)) if quota else cores)
-
-
-def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """CPUs allowed by the cgroup quota (v2 ``cpu.max`` or v1 ``cfs_quota_us``), or None."""
-    with contextlib.suppress(OSError, ValueError):
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    with contextlib.suppress(OSError, ValueError):
-        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        return None if quota_us <= 0 else quota_us / period_us
-    return None
-
-
-def prepare_metrics_dir() -> Path:
-    """Put prometheus-client into multiprocess mode for this process and its children, with
-    an empty directory: ``PROMETHEUS_MULTIPROC_DIR`` if set (wiped), else a new one. Must run
-    before ``prometheus_client`` is imported."""
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if given:
-        directory = Path(given)
-        if directory.is_dir():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="tagserve-metrics-"))
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    return directory
-
-
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind (not listen) a ``SO_REUSEPORT`` socket: it fixes the port (port 0 picks one)
-    for every worker, and holds it while workers come and go."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
-    return sock
+@dataclass
+class _Slot:
+    process: multiprocessing.process.BaseProcess
+    heartbeat: Any  # a shared double: the worker's last event-loop tick (monotonic)
+    started: float
+    young_deaths: int = 0
+    restart_at: float | None = None
 
 
 class Supervisor:
     """Runs ``count`` HTTP workers on ``host:port`` until a signal drains them."""
 
     def __init__(
-        self, host: str, count: int, reserved: socket.socket, models: list[WorkerAddress]
+        self,
+        host: str,
+        count: int,
+        reserved: socket.socket,
+        models: list[WorkerAddress],
+        *,
+        heartbeat_timeout_s: float,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.host = host
         self.port = reserved.getsockname()[1]
         self.count = count
         self.models = models
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self._on_restart = on_restart
         self._context = multiprocessing.get_context("spawn")
-        self._workers: list[multiprocessing.process.BaseProcess] = []
+        self._slots: list[_Slot] = []
         self._stopping = 0
+        self.restarts = 0
 
-    def _start(self, index: int) -> multiprocessing.process.BaseProcess:
+    def _start(self, index: int) -> _Slot:
+        # A fresh start counts as a tick: the worker has until the timeout to load and serve.
+        heartbeat = self._context.Value("d", time.monotonic() + 60.0, lock=False)
         process = self._context.Process(
             target=run_http_worker,
-            args=(index, self.host, self.port, self.models),
+            args=(index, self.host, self.port, self.models, heartbeat),
             name=f"tagserve-http-{index}",
         )
         process.start()
-        return process
+        return _Slot(process, heartbeat, time.monotonic())
 
     def _signal(self, sig: int, frame: FrameType | None) -> None:
         self._stopping += 1
-        log.info("signal %d: passing it to %d HTTP workers", sig, len(self._workers))
-        for process in self._workers:
-            if process.is_alive() and process.pid is not None:
+        log.info("signal %d: passing it to %d HTTP workers", sig, len(self._slots))
+        for slot in self._slots:
+            if slot.process.is_alive() and slot.process.pid is not None:
                 with contextlib.suppress(OSError):
-                    os.kill(process.pid, sig)
+                    os.kill(slot.process.pid, sig)
 
     def run(self) -> int:
         """Serve until signalled; 0 when every worker drained cleanly."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._signal)
-        self._workers = [self._start(index) for index in range(self.count)]
+        self._slots = [self._start(index) for index in range(self.count)]
         log.info("serving on port %d with %d HTTP workers", self.port, self.count)
         while True:
-            live = [p for p in self._workers if p.exitcode is None]
-            if not live:
+            live = [s.process for s in self._slots if s.process.exitcode is None]
+            if not live and self._stopping:
                 break
-            wait([p.sentinel for p in live], timeout=0.5)
-            if self._stopping:
-                continue
-            for index, process in enumerate(self._workers):
-                if process.exitcode is not None:
-                    log.warning(
-                        "HTTP worker %d (pid %s) ended with %s; replacing it",
-                        index,
-                        process.pid,
-                        process.exitcode,
-                    )
-                    _forget_process_metrics(process.pid)
-                    self._workers[index] = self._start(index)
-        codes = [p.exitcode for p in self._workers]
+            if live:
+                wait([p.sentinel for p in live], timeout=0.5)
+            else:
+                time.sleep(0.1)  # every worker is waiting out its restart delay
+            if not self._stopping:
+                for index in range(len(self._slots)):
+                    self._look_after(index)
+        codes = [s.process.exitcode for s in self._slots]
         log.info("HTTP workers stopped: exit codes %s", codes)
         return 0 if all(code == 0 for code in codes) else 1
+
+    def _look_after(self, index: int) -> None:
+        """Kill a worker whose loop stopped ticking; replace a dead one when its delay is up."""
+        slot, now = self._slots[index], time.monotonic()
+        process = slot.process
+        if process.exitcode is None:
+            if now - slot.heartbeat.value > self.heartbeat_timeout_s and process.pid:
+                log.error(
+                    "HTTP worker %d (pid %s): event loop silent for %.0f s; killing it",
+                    index,
+                    process.pid,
+                    now - slot.heartbeat.value,
+                )
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGKILL)
+            return
+        if slot.restart_at is None:
+            young = now - slot.started < YOUNG_S
+            slot.young_deaths = slot.young_deaths + 1 if young else 0
+            first, cap = BACKOFF_S
+            delay = min(first * 2 ** (slot.young_deaths - 1), cap) if slot.young_deaths else 0.0
+            slot.restart_at = now + delay
+            log.warning(
+                "HTTP worker %d (pid %s) ended with %s; replacing it in %.1f s",
+                index,
+                process.pid,
+                process.exitcode,
+                delay,
+            )
+            _forget_process_metrics(process.pid)
+        if now >= slot.restart_at:
+            young_deaths = slot.young_deaths
+            self._slots[index] = self._start(index)
+            self._slots[index].young_deaths = young_deaths
+            self.restarts += 1
+            if self._on_restart is not None:
+                self._on_restart()
 
 
 def _forget_process_metrics(pid: int | None) -> None:
@@ -148,8 +159,10 @@ def _forget_process_metrics(pid: int | None) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def run_http_worker(index: int, host: str, port: int, models: list[WorkerAddress]) -> None:
-    """One HTTP worker's main (in a spawned process): load the model cards, connect to the
+def run_http_worker(
+    index: int, host: str, port: int, models: list[WorkerAddress], heartbeat: Any = None
+) -> None:
+    """One HTTP worker's main (in a spawned process): read the model cards, connect to the
     shared model workers, and serve on its own ``SO_REUSEPORT`` socket until signalled."""
     started = time.monotonic()
     die_with_parent()
@@ -157,22 +170,19 @@ def run_http_worker(index: int, host: str, port: int, models: list[WorkerAddress
     # group, and a second signal on top of the forwarded one would skip the drain.
     os.setpgrp()
     from tagserve.service.api.app import create_app
-    from tagserve.service.inference.registry import load_models
+    from tagserve.service.inference.registry import serve_remote
     from tagserve.service.metrics import Metrics
-    from tagserve.service.runtime.serve import DrainingServer, configure_logging, uvicorn_config
     from tagserve.service.settings import Settings
 
     settings = Settings()
     configure_logging(settings)
     metrics = Metrics()
-    loaded = load_models(settings, metrics, remote={m.model: m for m in models})
+    loaded = serve_remote(settings, metrics, {m.model: m for m in models})
     app = create_app(settings, loaded, metrics)
     sock = reserve_port(host, port)
     sock.listen(2048)
-    server = DrainingServer(uvicorn_config(settings, app), app, settings.drain_notice_s)
+    server = DrainingServer(uvicorn_config(settings, app), app, settings.drain_notice_s, heartbeat)
     log.info(
         "HTTP worker %d (pid %d) loaded in %.1f s", index, os.getpid(), time.monotonic() - started
     )
     server.run(sockets=[sock])
-    for model in loaded.values():
-        model.close_worker()

@@ -1,0 +1,80 @@
+"""What ``tagserve serve`` asks of the operating system: the cores it may use (CPU affinity
+and cgroup quota), a ``SO_REUSEPORT`` socket that every HTTP worker binds, and the directory
+where prometheus-client's multiprocess mode keeps its files."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+
+def available_cpus() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a
+    container's ``--cpus`` or a Kubernetes CPU limit), at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cgroup_cpu_quota()
+    cores = cores or 1
+    return max(1, min(cores, math.ceil(quota)) if quota else cores)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup quota (v2 ``cpu.max`` or v1 ``cfs_quota_us``), or None."""
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    with contextlib.suppress(OSError, ValueError):
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+class MetricsDirError(Exception):
+    """``PROMETHEUS_MULTIPROC_DIR`` names a folder that is not prometheus-client's."""
+
+
+def prepare_metrics_dir() -> tuple[Path, bool]:
+    """Put prometheus-client into multiprocess mode for this process and its children, with
+    no samples of an earlier server: ``PROMETHEUS_MULTIPROC_DIR`` if set, else a new
+    directory (the second value: whether it was made here, so the caller removes it). Must
+    run before ``prometheus_client`` is imported.
+
+    A directory the user names is never wiped: only the ``*.db`` files prometheus-client
+    writes are deleted, and a folder holding anything else is refused (a mistyped path must
+    not cost the user a folder).
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        directory = Path(tempfile.mkdtemp(prefix="tagserve-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        return directory, True
+    directory = Path(given)
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        return directory, False
+    if not directory.is_dir():
+        raise MetricsDirError(f"PROMETHEUS_MULTIPROC_DIR {directory} is not a directory")
+    others = sorted(p.name for p in directory.iterdir() if p.suffix != ".db" or not p.is_file())
+    if others:
+        raise MetricsDirError(
+            f"PROMETHEUS_MULTIPROC_DIR {directory} holds files that are not prometheus-client's "
+            f"({', '.join(others[:3])}{', …' if len(others) > 3 else ''}); name an empty folder"
+        )
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return directory, False
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (not listen) a ``SO_REUSEPORT`` socket: it fixes the port (port 0 picks one)
+    for every worker, and holds it while workers come and go."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
