@@ -4,7 +4,7 @@ Memory is the server process plus its model worker processes (spawned, so they s
 file-backed pages such as torch's libraries with it): RSS summed over them counts shared
 pages in each, PSS divides them among the processes.
 
-python -m bench.cold_start [--runs 3]
+python -m bench.cold_start [--runs 3]    (TAGSERVE_WORKERS=2 for two HTTP workers)
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ def memory_mb(pid: int, field: str) -> float:
             if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def torch_loaded(pid: int) -> bool:
+    """Whether the process has torch's library mapped (it has imported torch)."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return "libtorch" in maps.read()
 
 
 # What a cold start spends its time on, timed in a fresh interpreter.
@@ -54,12 +60,17 @@ def main() -> None:
                     f"{url}/tag", json={"texts": ["Harry Potter visited the U.S. on Monday ."] * 32}
                 )
             names = ", ".join(m["name"] for m in models)
-            pids = process_tree(server_pid(url))
+            parent = server_pid(url)
+            pids = process_tree(parent)
             rss = sum(memory_mb(p, "Rss") for p in pids)
             pss = sum(memory_mb(p, "Pss") for p in pids)
+            torch_in = sum(torch_loaded(p) for p in pids)
             print(
                 f"run {run}: cold start {seconds:.2f} s (models {names}); after 50 requests "
-                f"{len(pids)} processes: RSS {rss:.0f} MB summed, PSS {pss:.0f} MB"
+                f"{len(pids)} processes: RSS {rss:.0f} MB summed, PSS {pss:.0f} MB; "
+                f"the tagserve serve process alone PSS {memory_mb(parent, 'Pss'):.0f} MB, "
+                f"torch {'loaded' if torch_loaded(parent) else 'not loaded'} in it; "
+                f"torch loaded in {torch_in} of {len(pids)} processes"
             )
     parts = json.loads(
         subprocess.run(
