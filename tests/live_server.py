@@ -39,7 +39,7 @@ def start_server(models_dir: Path, timeout: float = 60.0, **settings: str) -> Li
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # A hang injected from outside the code under test (tests/hang_injection).
-    hanging = "test_hang_token" in settings
+    hanging = "test_hang_token" in settings or "test_loop_hang_token" in settings
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'tests' / 'hang_injection'}{os.pathsep}{ROOT}"

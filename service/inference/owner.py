@@ -47,10 +47,12 @@ class WorkerOwner:
         device: str = "cpu",
         start_timeout_s: float = 120.0,
         on_restart: Callable[[], None] | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.name = name
-        # A private directory (mode 0700) per model: only this user can reach the socket.
-        self._directory = tempfile.mkdtemp(prefix="tagserve-models-")
+        # A private directory (mode 0700) per model, inside the server's run directory when
+        # there is one: only this user can reach the socket.
+        self._directory = tempfile.mkdtemp(prefix="tagserve-models-", dir=run_dir)
         self.address = WorkerAddress(
             name, f"{self._directory}/{name}.sock", secrets.token_bytes(32)
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, available, read_info
@@ -79,7 +80,9 @@ def read_cards(settings: Settings) -> dict[str, ArtifactInfo]:
     return {name: read_info(settings.models_dir / name) for name in model_names(settings)}
 
 
-def start_owners(settings: Settings, metrics: Metrics, names: list[str]) -> dict[str, WorkerOwner]:
+def start_owners(
+    settings: Settings, metrics: Metrics, names: list[str], run_dir: Path | None = None
+) -> dict[str, WorkerOwner]:
     """Start one worker process per model and wait until each has loaded; on failure none is
     left running and :class:`WorkerStartError` says which model and why."""
     owners = {
@@ -91,6 +94,7 @@ def start_owners(settings: Settings, metrics: Metrics, names: list[str]) -> dict
             batch_size=settings.max_batch_size,
             cache_words=settings.cache_words,
             on_restart=metrics.worker_restarts.labels(model=name).inc,
+            run_dir=run_dir,
         )
         for name in names
     }

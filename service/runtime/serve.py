@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -21,6 +22,7 @@ from tagserve.service.runtime.supervisor import Supervisor
 from tagserve.service.runtime.system import (
     MetricsDirError,
     available_cpus,
+    make_run_dir,
     prepare_metrics_dir,
     reserve_port,
 )
@@ -40,21 +42,20 @@ def _settings_or_exit() -> Settings:
 
 
 @contextlib.contextmanager
-def _metrics_files(count: int) -> Iterator[None]:
-    """Several processes share metrics through files; a directory the user set is used even
-    with one worker, since prometheus-client then reads files. One made here is removed."""
-    if count == 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        yield
-        return
+def _run_dir(count: int) -> Iterator[Path]:
+    """This server's private folder (model sockets, and metrics files when several processes
+    share them; a directory the user set is used even with one worker, since
+    prometheus-client then reads files), removed however serving ends."""
+    run_dir = make_run_dir()
     try:
-        directory, made_here = prepare_metrics_dir()
-    except (MetricsDirError, OSError) as error:
-        sys.exit(f"tagserve: error: {error}")
-    try:
-        yield
+        if count > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            try:
+                prepare_metrics_dir(run_dir)
+            except (MetricsDirError, OSError) as error:
+                sys.exit(f"tagserve: error: {error}")
+        yield run_dir
     finally:
-        if made_here:
-            shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -> None:
@@ -66,7 +67,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
     """
     settings = _settings_or_exit()
     count = workers or settings.workers or available_cpus()
-    with _metrics_files(count):
+    with _run_dir(count) as run_dir:
         # Imported only now: prometheus-client picks its multiprocess mode at import.
         from tagserve.service.api.app import create_app
         from tagserve.service.inference.owner import WorkerOwner
@@ -85,7 +86,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
             in_threads = count == 1 and not settings.model_process
             models = serve_in_threads(settings, metrics) if in_threads else None
             if not in_threads:
-                owners = start_owners(settings, metrics, names)  # a load error ends here
+                owners = start_owners(settings, metrics, names, run_dir)  # a load error ends here
         except (ArtifactError, WorkerStartError) as error:
             sys.exit(f"tagserve: error: {error}")
         configure_logging(settings)

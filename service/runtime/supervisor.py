@@ -130,8 +130,7 @@ class Supervisor:
         if slot.restart_at is None:
             young = now - slot.started < YOUNG_S
             slot.young_deaths = slot.young_deaths + 1 if young else 0
-            first, cap = BACKOFF_S
-            delay = min(first * 2 ** (slot.young_deaths - 1), cap) if slot.young_deaths else 0.0
+            delay = restart_delay(slot.young_deaths)
             slot.restart_at = now + delay
             log.warning(
                 "HTTP worker %d (pid %s) ended with %s; replacing it in %.1f s",
@@ -148,6 +147,13 @@ class Supervisor:
             self.restarts += 1
             if self._on_restart is not None:
                 self._on_restart()
+
+
+def restart_delay(young_deaths: int) -> float:
+    """Seconds before replacing a worker, after ``young_deaths`` replacements in a row that
+    died within :data:`YOUNG_S` of starting: none after a worker that lived, then doubling."""
+    first, cap = BACKOFF_S
+    return min(first * 2 ** (young_deaths - 1), cap) if young_deaths else 0.0
 
 
 def _forget_process_metrics(pid: int | None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -37,7 +38,33 @@ class MetricsDirError(Exception):
     """``PROMETHEUS_MULTIPROC_DIR`` names a folder that is not prometheus-client's."""
 
 
-def prepare_metrics_dir() -> tuple[Path, bool]:
+RUN_PREFIX = "tagserve-run-"
+
+
+def make_run_dir() -> Path:
+    """A private folder (mode 0700) for this server's sockets and metrics files, named after
+    its pid. Folders of earlier servers that died without cleaning up (SIGKILL, a power cut)
+    are removed first: this user's, and only when no process has that pid any more."""
+    base = Path(tempfile.gettempdir())
+    for stale in base.glob(f"{RUN_PREFIX}*"):
+        pid = stale.name.removeprefix(RUN_PREFIX).split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            if pid.isdigit() and stale.stat().st_uid == os.getuid() and not _pid_exists(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-"))
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prepare_metrics_dir(run_dir: Path | None = None) -> tuple[Path, bool]:
     """Put prometheus-client into multiprocess mode for this process and its children, with
     no samples of an earlier server: ``PROMETHEUS_MULTIPROC_DIR`` if set, else a new
     directory (the second value: whether it was made here, so the caller removes it). Must
@@ -49,7 +76,7 @@ def prepare_metrics_dir() -> tuple[Path, bool]:
     """
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not given:
-        directory = Path(tempfile.mkdtemp(prefix="tagserve-metrics-"))
+        directory = Path(tempfile.mkdtemp(prefix="tagserve-metrics-", dir=run_dir))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         return directory, True
     directory = Path(given)
