@@ -37,8 +37,8 @@ class WordFeatureCache:
         self.max_word_chars = max_word_chars
         self.capacity = capacity
         self.device = next(network.parameters()).device
-        # Allocated on first use: `tagserve serve` builds predictors in a parent process that
-        # never tags (its forked model processes do), so the parent should not hold one.
+        # Allocated on first use: a predictor that is built but never tags (a bulk-tagging
+        # parent, a model loaded only to be checked) should not hold the matrix.
         self._matrix: torch.Tensor | None = None
         self._slots: dict[str, int] = {}
 

@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tagserve.model.artifact_files import SHIPPED_MODELS_DIR
+from tagserve.text.limits import CACHE_WORDS, MAX_SENTENCE_TOKENS
 
 
 class Settings(BaseSettings):
@@ -41,7 +42,9 @@ class Settings(BaseSettings):
     max_texts: int = Field(128, ge=1, description="texts (or token lists) per request")
     max_tokens: int = Field(20_000, ge=1, description="tokens per request after tokenization")
     max_body_bytes: int = Field(2_000_000, ge=1024, description="request body size")
-    max_sentence_tokens: int = Field(200, ge=8, description="longer sentences are tagged in pieces")
+    max_sentence_tokens: int = Field(
+        MAX_SENTENCE_TOKENS, ge=8, description="longer sentences are tagged in pieces"
+    )
     workers: int | None = Field(
         None,
         ge=1,
@@ -78,7 +81,7 @@ class Settings(BaseSettings):
         "long (a request stuck in CPU work on the loop, a deadlock) is killed and replaced",
     )
     cache_words: int = Field(
-        50_000,
+        CACHE_WORDS,
         ge=0,
         le=2_000_000,
         description="words whose input vectors each model memoises (0 = off); about 0.5 KB a word",

@@ -137,12 +137,16 @@ def test_deliberate_overrides_are_still_set_somewhere() -> None:
 
 
 def test_offline_tagging_uses_the_servers_defaults() -> None:
-    """text/offline.py (`tagserve tag`) repeats two of the server's defaults, since the text
-    layer cannot import the service's settings; until they are shared, they must agree."""
-    from tagserve.text import offline
+    """`tagserve tag` (text/offline.py) and the server read the same two defaults from
+    text/limits.py: stated once, so they cannot drift apart."""
+    from tagserve.text import limits, offline
 
-    assert _default("max_sentence_tokens") == offline.MAX_SENTENCE_TOKENS
-    assert _default("cache_words") == offline.CACHE_WORDS
+    assert _default("max_sentence_tokens") == limits.MAX_SENTENCE_TOKENS
+    assert _default("cache_words") == limits.CACHE_WORDS
+    assert (offline.MAX_SENTENCE_TOKENS, offline.CACHE_WORDS) == (
+        limits.MAX_SENTENCE_TOKENS,
+        limits.CACHE_WORDS,
+    )
 
 
 # ---- the timeouts and limits in front of the service ----

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tagserve.model.artifact import available
 from tagserve.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,13 +99,6 @@ def _setting(name: str) -> float:
     key = f"TAGSERVE_{name.upper()}"
     value = _env().get(key, _config().get(key))
     return float(value) if value is not None else float(Settings.model_fields[name].default)
-
-
-def _models() -> int:
-    """How many models each pod serves (TAGSERVE_MODELS, else every shipped one)."""
-    key = "TAGSERVE_MODELS"
-    named = _env().get(key, _config().get(key))
-    return len(named.split(",")) if named else len(available())
 
 
 def _cpu(quantity: str | int) -> float:
@@ -244,8 +236,8 @@ def _budget() -> dict[str, float]:
         "preStop sleep": _prestop_sleep(),
         "drain notice": _setting("drain_notice_s"),
         "in-flight requests": drain,
-        # api/app.py's lifespan drains each model's batcher in turn, up to drain_timeout_s.
-        "batcher drains": drain * _models(),
+        # api/app.py's lifespan drains every model's batcher at once, up to drain_timeout_s.
+        "batcher drains": drain,
         "teardown": TEARDOWN_S,
     }
 

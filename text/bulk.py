@@ -28,7 +28,8 @@ from typing import TextIO
 from tagserve.model.artifact import ArtifactError, load, resolve
 from tagserve.model.predictor import Predictor
 from tagserve.processes import die_with_parent
-from tagserve.text.offline import CACHE_WORDS, tag_batch
+from tagserve.text.limits import CACHE_WORDS
+from tagserve.text.offline import tag_batch
 
 # A chunk is this many batches: big enough that passing it between processes costs little
 # next to tagging it, small enough to keep every worker busy up to the end of the input.

@@ -11,10 +11,8 @@ import orjson
 
 from tagserve.model.artifact import ArtifactError, load, resolve
 from tagserve.model.predictor import Predictor
+from tagserve.text.limits import CACHE_WORDS, MAX_SENTENCE_TOKENS
 from tagserve.text.pipeline import build_results, model_inputs, plan_text
-
-MAX_SENTENCE_TOKENS = 200
-CACHE_WORDS = 50_000
 
 
 def tag_lines(

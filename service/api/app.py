@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator
@@ -63,8 +64,13 @@ def create_app(
             yield
         finally:
             app.state.status = "draining"
-            for loaded in app.state.models.values():
-                await loaded.batcher.close(settings.drain_timeout_s)
+            # Every model's queue drains at once, under one deadline (the shutdown budget
+            # counts TAGSERVE_DRAIN_TIMEOUT_S once, however many models there are).
+            loaded_models = list(app.state.models.values())
+            await asyncio.gather(
+                *(m.batcher.close(settings.drain_timeout_s) for m in loaded_models)
+            )
+            for loaded in loaded_models:
                 loaded.close()
 
     app = FastAPI(
