@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,16 @@ def shipped_models_dir() -> Path:
         if not (SHIPPED_MODELS_DIR / name / "config.json").is_file():
             pytest.fail(f"shipped model {name!r} missing under {SHIPPED_MODELS_DIR}")
     return SHIPPED_MODELS_DIR
+
+
+@pytest.fixture(scope="module")
+def nginx() -> str:
+    """The nginx binary (Debian's package, which .ci/run installs); skipped when absent, but
+    fails under CI."""
+    found = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if found is None:
+        message = "nginx is not installed (apt-get install nginx)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return found

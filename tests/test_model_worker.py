@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from tagserve.model.artifact import load
 from tagserve.model.predictor import Predictor
+from tagserve.processes import pid_alive
 from tagserve.service.api.app import create_app
-from tagserve.service.inference.client import BatchTimeout, ModelClient, RemoteModelError, pid_alive
+from tagserve.service.inference.client import BatchTimeout, ModelClient, RemoteModelError
 from tagserve.service.inference.owner import WorkerOwner
 from tagserve.service.inference.registry import serve_remote, start_owners
 from tagserve.service.metrics import Metrics

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -40,19 +39,6 @@ REQUESTS = 20
 
 # Starts processes (nginx): see the slow marker.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def nginx() -> str:
-    """The nginx binary (Debian's package, which .ci/run installs); skipped when absent, but
-    fails under CI."""
-    found = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
-    if found is None:
-        message = "nginx is not installed (apt-get install nginx)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
 
 
 # The two kinds of 503 the service sends: an overload (queue full, draining, a model worker

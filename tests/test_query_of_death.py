@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,18 +46,6 @@ REPLICA = {
 }
 RESTARTS = "tagserve_model_worker_restarts_total"
 REQUESTS = "tagserve_requests_total"
-
-
-@pytest.fixture(scope="module")
-def nginx_binary() -> str:
-    """nginx (Debian's package); skipped when absent, but fails under CI (as test_nginx)."""
-    found = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
-    if found is None:
-        message = "nginx is not installed (apt-get install nginx)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found
 
 
 def total(text: str, sample: str, **labels: str) -> float:
@@ -132,7 +118,7 @@ async def burst(url: str) -> tuple[list[httpx.Response], httpx.Response]:
 
 
 def test_a_query_of_death_through_nginx_fails_once_on_one_replica(
-    nginx_binary: str, shipped_models_dir: Path, tmp_path: Path
+    nginx: str, shipped_models_dir: Path, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     with replicas(shipped_models_dir, 2) as (first, second):
@@ -144,7 +130,7 @@ def test_a_query_of_death_through_nginx_fails_once_on_one_replica(
             tmp_path,
         )
         url = f"http://127.0.0.1:{port}"
-        with running_nginx(nginx_binary, conf, tmp_path, port):
+        with running_nginx(nginx, conf, tmp_path, port):
             before = [counts(r) for r in (first, second)]
             assert [b["tag"] for b in before] == [0, 0]
             assert [b["restarts"] for b in before] == [0, 0]

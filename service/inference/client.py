@@ -15,6 +15,7 @@ import threading
 import time
 
 from tagserve.model.tagged import TaggedSentence
+from tagserve.processes import pid_alive
 from tagserve.service.errors import WorkerUnavailable
 from tagserve.service.inference import protocol
 from tagserve.service.inference.protocol import ProtocolError, WorkerAddress
@@ -138,19 +139,6 @@ class ModelClient:
         with self._lock:
             self._drop_health()
         self._close_stream()
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid exists (it may belong to another user)."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def kill_pid(pid: int | None) -> None:

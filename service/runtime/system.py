@@ -12,6 +12,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+from tagserve.processes import pid_alive
+
 
 def available_cpus() -> int:
     """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a
@@ -49,19 +51,9 @@ def make_run_dir() -> Path:
     for stale in base.glob(f"{RUN_PREFIX}*"):
         pid = stale.name.removeprefix(RUN_PREFIX).split("-", 1)[0]
         with contextlib.suppress(OSError):
-            if pid.isdigit() and stale.stat().st_uid == os.getuid() and not _pid_exists(int(pid)):
+            if pid.isdigit() and stale.stat().st_uid == os.getuid() and not pid_alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-"))
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prepare_metrics_dir(run_dir: Path | None = None) -> tuple[Path, bool]:
