@@ -33,11 +33,23 @@ class Unauthorized(Exception):
 
 
 class Overloaded(Exception):
-    """The queue cannot take these sentences now; retry after ``retry_after`` seconds."""
+    """The queue cannot take these sentences now; retry after ``retry_after`` seconds.
 
-    def __init__(self, model: str, waiting: int, limit: int, retry_after: int = 1) -> None:
+    ``detail`` replaces the message when the refusal was decided before the body was read
+    (:mod:`tagserve.service.api.admission`); ``model`` is then the metric's label."""
+
+    def __init__(
+        self,
+        model: str,
+        waiting: int,
+        limit: int,
+        retry_after: int = 1,
+        *,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(
-            f"model {model!r} is at capacity ({waiting} sentences queued, limit {limit}, "
+            detail
+            or f"model {model!r} is at capacity ({waiting} sentences queued, limit {limit}, "
             "TAGSERVE_MAX_QUEUE); retry later"
         )
         self.model = model

@@ -38,6 +38,21 @@ class Settings(BaseSettings):
         "model was busy",
     )
     max_queue: int = Field(4096, ge=1, description="sentences waiting for the model before 503")
+    max_inflight: int = Field(
+        512,
+        ge=1,
+        le=100_000,
+        description="POST /tag requests one HTTP worker holds at once; more get 503 with "
+        "Retry-After before their body is parsed",
+    )
+    http_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="with several HTTP workers: the nice value each HTTP worker takes at "
+        "start, so that under overload the kernel gives the model workers (nice 0) the cores "
+        "first; 0 = same priority",
+    )
     max_text_chars: int = Field(100_000, ge=1, description="characters per text")
     max_texts: int = Field(128, ge=1, description="texts (or token lists) per request")
     max_tokens: int = Field(20_000, ge=1, description="tokens per request after tokenization")

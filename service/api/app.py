@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from tagserve.service.api import handlers
+from tagserve.service.api.admission import Admission
 from tagserve.service.api.middleware import BodyLimit, RequestMetrics
 from tagserve.service.api.routes import router
 from tagserve.service.inference.registry import LoadedModel, serve_in_threads
@@ -85,6 +86,9 @@ def create_app(
     app.state.settings = settings
     app.state.api_keys = settings.all_api_keys()
     app.state.metrics = metrics
+    app.state.admission = Admission(
+        settings.max_inflight, settings.max_queue, label=settings.default_model
+    )
     app.state.status = "starting"
     app.state.models = {}
     handlers.install(app)

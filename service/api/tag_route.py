@@ -4,7 +4,8 @@ FastAPI's dependency solving, body parsing and response wrapping cost the HTTP p
 about as much CPU per ``/tag`` as all the work of tagging it. So :class:`TagRoute` is an
 :class:`~fastapi.routing.APIRoute` (path, method, request and response schemas, security and
 error answers all on the OpenAPI page) whose ASGI app is :func:`tag_asgi`: the key is
-checked from the raw headers, the content type and encoding are checked, the body is parsed
+checked from the raw headers, the content type and encoding are checked, admission
+(:mod:`~tagserve.service.api.admission`) refuses what cannot be queued, the body is parsed
 by pydantic's JSON parser straight into :class:`TagRequest`, and every error is answered by
 the one mapping of :mod:`tagserve.service.api.handlers`. Nothing else implements any of it.
 """
@@ -21,6 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
+from tagserve.service.api.admission import Admission
 from tagserve.service.api.auth import check_key, require_api_key
 from tagserve.service.api.handlers import ServiceError, answer_for, describe_validation
 from tagserve.service.api.schemas import ErrorResponse, TagRequest, TagResponse
@@ -96,18 +98,27 @@ def route_options() -> dict[str, Any]:
 async def tag_asgi(scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one ``POST /tag``."""
     app = scope["app"]
+    admission: Admission = app.state.admission
+    admitted = False
     try:
         check_key(scope["headers"], app.state.api_keys)
         _check_media(scope["headers"])
-        request = _parse(await _read_body(receive))
+        body = await _read_body(receive)  # already read (and bounded) by BodyLimit
+        # Before any parsing: a refusal must cost what GET /health costs, not an answer.
+        admission.admit(len(body), app.state.models.values())
+        admitted = True
+        request = _parse(body)
         payload = await tag_payload(request, app.state.models, app.state.settings)
     except ServiceError as error:
-        status, body, headers = answer_for(error, app.state.metrics)
-        await _send(send, status, orjson.dumps(body), headers)
+        status, answer, headers = answer_for(error, app.state.metrics)
+        await _send(send, status, orjson.dumps(answer), headers)
         return
     except _Invalid as invalid:
         await _send(send, invalid.status, orjson.dumps({"detail": invalid.detail}), {})
         return
+    finally:
+        if admitted:
+            admission.release()
     await _send(send, 200, payload, {})
 
 

@@ -181,6 +181,10 @@ def run_http_worker(
     from tagserve.service.settings import Settings
 
     settings = Settings()
+    # Below the model workers (nice 0): when HTTP and model work share the cores, an
+    # overloaded HTTP worker then takes only what the model leaves. First, so that every
+    # thread this process starts inherits it (Linux nice is per thread).
+    os.nice(settings.http_nice)
     configure_logging(settings)
     metrics = Metrics()
     loaded = serve_remote(settings, metrics, {m.model: m for m in models})
