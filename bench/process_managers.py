@@ -14,8 +14,8 @@ Run from the repository root. All three serve the same app (written to a temp fo
 * tagserve: :class:`tagserve.service.runtime.supervisor.Supervisor` itself (its run loop,
   heartbeat check, backoff and ``_start``, with ``TAGSERVE_HEARTBEAT_TIMEOUT_S=T``), whose
   worker main is swapped, in the bench process only, for :func:`tiny_http_worker`: the same
-  steps as ``run_http_worker`` (parent-death signal, own process group, ``SO_REUSEPORT``
-  socket, ``DrainingServer`` with the shared heartbeat and tagserve's uvicorn settings)
+  steps as ``run_http_worker`` (parent-death signal, own process group, the shared
+  listening socket, ``DrainingServer`` with the shared heartbeat and tagserve's uvicorn settings)
   serving the tiny app instead of tagserve's.
 
 For each: (1) GET / on 32 keep-alive connections for --seconds (context only: the client
@@ -99,7 +99,7 @@ class _AppState:
 
 
 def tiny_http_worker(
-    index: int, host: str, port: int, models: list[Any], heartbeat: Any = None
+    index: int, listener: socket.socket, models: list[Any], heartbeat: Any = None
 ) -> None:
     """``supervisor.run_http_worker`` with the tiny app in place of ``create_app(...)`` (no
     model cards, no model workers): the same process set-up, socket and server."""
@@ -109,7 +109,6 @@ def tiny_http_worker(
         configure_logging,
         uvicorn_config,
     )
-    from tagserve.service.runtime.system import reserve_port
     from tagserve.service.settings import Settings
 
     die_with_parent()
@@ -118,27 +117,25 @@ def tiny_http_worker(
     configure_logging(settings)
     from tinyapp import app  # type: ignore[import-not-found]  # on PYTHONPATH
 
-    sock = reserve_port(host, port)
-    sock.listen(2048)
     config = uvicorn_config(settings, app)
     server = DrainingServer(config, _AppState(), settings.drain_notice_s, heartbeat)  # type: ignore[arg-type]
-    server.run(sockets=[sock])
+    server.run(sockets=[listener])
 
 
 def tagserve_manager(port: int, workers: int) -> int:
     """The (c) manager process: ``Supervisor`` as ``tagserve serve`` builds it, minus models."""
     from tagserve.service.runtime import supervisor
     from tagserve.service.runtime.http_server import configure_logging
-    from tagserve.service.runtime.system import prepare_metrics_dir, reserve_port
+    from tagserve.service.runtime.system import listening_socket, prepare_metrics_dir
     from tagserve.service.settings import Settings
 
     settings = Settings()
     prepare_metrics_dir()
     configure_logging(settings)
     supervisor.run_http_worker = tiny_http_worker  # read by Supervisor._start at each start
-    with reserve_port(HOST, port) as reserved:
+    with listening_socket(HOST, port) as listener:
         return supervisor.Supervisor(
-            HOST, workers, reserved, [], heartbeat_timeout_s=settings.heartbeat_timeout_s
+            workers, listener, [], heartbeat_timeout_s=settings.heartbeat_timeout_s
         ).run()
 
 

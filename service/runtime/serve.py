@@ -22,9 +22,9 @@ from tagserve.service.runtime.supervisor import Supervisor
 from tagserve.service.runtime.system import (
     MetricsDirError,
     available_cpus,
+    listening_socket,
     make_run_dir,
     prepare_metrics_dir,
-    reserve_port,
 )
 from tagserve.service.settings import Settings
 
@@ -100,11 +100,10 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
                 # uvicorn routes SIGINT and SIGTERM to handle_exit.
                 DrainingServer(config, app, settings.drain_notice_s).run()
             else:
-                with reserve_port(host, port) as reserved:
+                with listening_socket(host, port) as listener:
                     supervisor = Supervisor(
-                        host,
                         count,
-                        reserved,
+                        listener,
                         list(addresses.values()),
                         heartbeat_timeout_s=settings.heartbeat_timeout_s,
                         on_restart=metrics.http_worker_restarts.inc,

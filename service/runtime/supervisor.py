@@ -1,8 +1,8 @@
 """``tagserve serve --workers N``: N HTTP worker processes on one port, kept running.
 
 One Python event loop serves about one core. Each HTTP worker is a spawned process with its
-own uvicorn server and its own listening socket on the same address (``SO_REUSEPORT``): the
-kernel spreads new connections across them, so there is no balancer of ours in the path. The
+own uvicorn server, accepting on the one listening socket this process made: a worker takes
+a connection when its loop is free, so a worker whose loop hangs gets no new ones. The
 model workers are not duplicated: the ``tagserve serve`` process starts one per model
 (:mod:`tagserve.service.inference.owner`), and every HTTP worker reaches it over a Unix
 socket. The supervisor serves no requests and never imports torch. It forwards SIGTERM and
@@ -30,7 +30,6 @@ from typing import Any
 from tagserve.processes import die_with_parent
 from tagserve.service.inference.protocol import WorkerAddress
 from tagserve.service.runtime.http_server import DrainingServer, configure_logging, uvicorn_config
-from tagserve.service.runtime.system import reserve_port
 
 log = logging.getLogger(__name__)
 # A worker that ends within this long of starting counts as dying young: its replacement
@@ -49,20 +48,19 @@ class _Slot:
 
 
 class Supervisor:
-    """Runs ``count`` HTTP workers on ``host:port`` until a signal drains them."""
+    """Runs ``count`` HTTP workers on ``listener`` until a signal drains them."""
 
     def __init__(
         self,
-        host: str,
         count: int,
-        reserved: socket.socket,
+        listener: socket.socket,
         models: list[WorkerAddress],
         *,
         heartbeat_timeout_s: float,
         on_restart: Callable[[], None] | None = None,
     ) -> None:
-        self.host = host
-        self.port = reserved.getsockname()[1]
+        self.listener = listener
+        self.port = listener.getsockname()[1]
         self.count = count
         self.models = models
         self.heartbeat_timeout_s = heartbeat_timeout_s
@@ -77,7 +75,7 @@ class Supervisor:
         heartbeat = self._context.Value("d", time.monotonic() + 60.0, lock=False)
         process = self._context.Process(
             target=run_http_worker,
-            args=(index, self.host, self.port, self.models, heartbeat),
+            args=(index, self.listener, self.models, heartbeat),
             name=f"tagserve-http-{index}",
         )
         process.start()
@@ -166,10 +164,10 @@ def _forget_process_metrics(pid: int | None) -> None:
 
 
 def run_http_worker(
-    index: int, host: str, port: int, models: list[WorkerAddress], heartbeat: Any = None
+    index: int, listener: socket.socket, models: list[WorkerAddress], heartbeat: Any = None
 ) -> None:
     """One HTTP worker's main (in a spawned process): read the model cards, connect to the
-    shared model workers, and serve on its own ``SO_REUSEPORT`` socket until signalled."""
+    shared model workers, and serve on the shared listening socket until signalled."""
     started = time.monotonic()
     die_with_parent()
     # Signals come from the supervisor only: a terminal's Ctrl+C reaches the whole process
@@ -189,10 +187,8 @@ def run_http_worker(
     metrics = Metrics()
     loaded = serve_remote(settings, metrics, {m.model: m for m in models})
     app = create_app(settings, loaded, metrics)
-    sock = reserve_port(host, port)
-    sock.listen(2048)
     server = DrainingServer(uvicorn_config(settings, app), app, settings.drain_notice_s, heartbeat)
     log.info(
         "HTTP worker %d (pid %d) loaded in %.1f s", index, os.getpid(), time.monotonic() - started
     )
-    server.run(sockets=[sock])
+    server.run(sockets=[listener])

@@ -1,6 +1,6 @@
 """What ``tagserve serve`` asks of the operating system: the cores it may use (CPU affinity
-and cgroup quota), a ``SO_REUSEPORT`` socket that every HTTP worker binds, and the directory
-where prometheus-client's multiprocess mode keeps its files."""
+and cgroup quota), the listening socket every HTTP worker accepts on, and this server's run
+folder (model sockets, prometheus-client's multiprocess files)."""
 
 from __future__ import annotations
 
@@ -88,12 +88,15 @@ def prepare_metrics_dir(run_dir: Path | None = None) -> tuple[Path, bool]:
     return directory, False
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind (not listen) a ``SO_REUSEPORT`` socket: it fixes the port (port 0 picks one)
-    for every worker, and holds it while workers come and go."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The one listening socket every HTTP worker accepts on (port 0 picks one). Shared, not
+    one per worker with ``SO_REUSEPORT``: a worker whose event loop hangs stops accepting, and
+    the others take every new connection (measured: bench/process_managers.py), where the
+    kernel would go on handing a hung worker its share of them."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
     return sock
