@@ -108,7 +108,10 @@ class Supervisor:
                     self._look_after(index)
         codes = [s.process.exitcode for s in self._slots]
         log.info("HTTP workers stopped: exit codes %s", codes)
-        return 0 if all(code == 0 for code in codes) else 1
+        # A worker still starting when the signal came (uvicorn not yet handling it) ends by
+        # the signal itself: stopped as asked, not a failure.
+        asked = {0, -signal.SIGTERM, -signal.SIGINT} if self._stopping else {0}
+        return 0 if all(code in asked for code in codes) else 1
 
     def _look_after(self, index: int) -> None:
         """Kill a worker whose loop stopped ticking; replace a dead one when its delay is up."""
