@@ -14,9 +14,9 @@ Run from the repository root. All three serve the same app (written to a temp fo
 * tagserve: :class:`tagserve.service.runtime.supervisor.Supervisor` itself (its run loop,
   heartbeat check, backoff and ``_start``, with ``TAGSERVE_HEARTBEAT_TIMEOUT_S=T``), whose
   worker main is swapped, in the bench process only, for :func:`tiny_http_worker`: the same
-  steps as ``run_http_worker`` (parent-death signal, own process group, the shared
-  listening socket, ``DrainingServer`` with the shared heartbeat and tagserve's uvicorn settings)
-  serving the tiny app instead of tagserve's.
+  steps as ``run_http_worker`` (parent-death signal, own process group, ``TAGSERVE_HTTP_NICE``,
+  the shared listening socket, ``DrainingServer`` with the shared heartbeat and tagserve's
+  uvicorn settings) serving the tiny app instead of tagserve's.
 
 For each: (1) GET / on 32 keep-alive connections for --seconds (context only: the client
 shares the machine); (2) one request hangs a worker's loop, then for --window seconds GET /
@@ -24,8 +24,14 @@ arrives at 100 new connections a second (open loop, each its own client, 2 s tim
 share lost, and whether and when the manager kills and replaces the hung worker (worker pids
 read from /proc every 20 ms); (3) crash loop, on a fresh start: a worker is SIGKILLed 5
 times, each replacement as soon as its pid appears, with the delays from kill to replacement
-(does the manager back off?), the same 100 new connections a second meanwhile. Every step
-is bounded in time; every process started here is stopped at the end.
+(does the manager back off?), the same 100 new connections a second meanwhile; (4) a worker
+that cannot boot, on a fresh start: the app's import is made to fail (a marker file), one
+worker is SIGKILLed, and for --boot-window seconds GET / arrives at 100 new connections a
+second: the share lost, whether the manager is still up, how many workers run and answer,
+and how many boot attempts were made (distinct new worker pids, from /proc and from the
+app's own import log); then the marker is removed: are 2 workers serving again within
+--recover seconds? Every step is bounded in time; every process started here is stopped at
+the end.
 """
 
 from __future__ import annotations
@@ -58,13 +64,20 @@ RATE = 100.0  # new requests a second during the hang and the crash loop
 MANAGERS = ("uvicorn", "gunicorn", "tagserve")
 
 APP_SOURCE = '''\
-"""The tiny app every manager serves: GET / answers the pid; GET /hang blocks the loop."""
+"""The tiny app every manager serves: GET / answers the pid; GET /hang blocks the loop;
+the import fails while a file ``broken`` lies next to this one."""
 
 import os
 import time
 from pathlib import Path
 
 HUNG = Path(__file__).with_name("hung.pid")
+# Every import (every worker that tries to boot) leaves its pid; while the marker exists
+# the import fails, as an app with a broken deploy or a missing setting would.
+with Path(__file__).with_name("imports.log").open("a") as _log:
+    _log.write(f"{os.getpid()}\\n")
+if Path(__file__).with_name("broken").exists():
+    raise RuntimeError("tinyapp cannot boot: the marker file 'broken' exists")
 
 
 async def app(scope, receive, send):
@@ -114,6 +127,7 @@ def tiny_http_worker(
     die_with_parent()
     os.setpgrp()
     settings = Settings()
+    os.nice(settings.http_nice)
     configure_logging(settings)
     from tinyapp import app  # type: ignore[import-not-found]  # on PYTHONPATH
 
@@ -502,6 +516,81 @@ async def crash_loop(port: int, watch: Watch, budget: float = 30.0) -> dict[str,
     }
 
 
+async def boot_failure(
+    process: subprocess.Popen[bytes],
+    port: int,
+    watch: Watch,
+    app_dir: Path,
+    window: float,
+    recover: float,
+) -> dict[str, str]:
+    """(4): the app's import fails for every new worker; one worker is SIGKILLed."""
+    await serving(port, watch)
+    # Killed after 10.5 s of life, so that it does not count as dying young in tagserve's
+    # supervisor (YOUNG_S): as a worker that had been serving for a while.
+    await asyncio.sleep(
+        max(0.0, max(watch.born[p] for p in watch.current) + 10.5 - time.monotonic())
+    )
+    imports, marker = app_dir / "imports.log", app_dir / "broken"
+
+    def imported() -> set[int]:
+        text = imports.read_text() if imports.exists() else ""
+        return {int(line) for line in text.split()}
+
+    before_pids, before_imports = set(watch.seen), imported()
+    exited: list[float] = []
+
+    async def manager_exit() -> None:
+        while process.poll() is None:
+            await asyncio.sleep(0.02)
+        exited.append(time.monotonic())
+
+    exit_watch = asyncio.ensure_future(manager_exit())
+    arrivals: list[Result] = []
+    marker.touch()
+    try:
+        started = time.monotonic()
+        os.kill(min(watch.current), signal.SIGKILL)
+        await paced(port, RATE, window, arrivals)
+        watch.poll()
+        up = process.poll() is None
+        attempts = (watch.seen - before_pids) | (imported() - before_imports)
+        attempts.discard(process.pid)
+        end = started + window
+        last = [r for r in arrivals if r.started >= end - 5]
+        answering = {r.pid for r in last if r.pid is not None}
+        row = {
+            f"requests failed, {window:.0f} s": share(arrivals),
+            "failed, last 5 s": share(last),
+            f"manager up at {window:.0f} s": (
+                "yes"
+                if up
+                else f"no: exited {exited[0] - started:.1f} s after the kill"
+                if exited
+                else "no"
+            ),
+            "worker processes then": str(len(watch.current)),
+            "workers answering, last 5 s": str(len(answering)),
+            "boot attempts (new worker pids)": str(len(attempts)),
+        }
+    finally:
+        marker.unlink(missing_ok=True)
+    fixed = time.monotonic()
+    back = None
+    if process.poll() is None:
+        with contextlib.suppress(TimeoutError):
+            back = await serving(port, watch, timeout=recover)
+    row[f"2 workers serving after marker removed (<= {recover:.0f} s)"] = (
+        f"{back:.1f} s"
+        if back is not None
+        else "no: manager exited"
+        if process.poll() is not None
+        else f"no, {len(watch.current)} after {time.monotonic() - fixed:.0f} s"
+    )
+    exit_watch.cancel()
+    return row
+
+
 async def measure(manager: str, args: argparse.Namespace, app_dir: Path) -> dict[str, dict]:
     log = app_dir / f"{manager}.log"
     rows: dict[str, dict] = {}
@@ -519,6 +608,14 @@ async def measure(manager: str, args: argparse.Namespace, app_dir: Path) -> dict
         try:
             rows["crash"] = await crash_loop(port, watch)
             rows["crash"]["manager up"] = "yes" if process.poll() is None else "no"
+        finally:
+            poller.cancel()
+    with running(manager, app_dir, args.hang_timeout, log) as (process, port, watch):
+        poller = asyncio.ensure_future(watch.run())
+        try:
+            rows["boot"] = await boot_failure(
+                process, port, watch, app_dir, args.boot_window, args.recover
+            )
         finally:
             poller.cancel()
     return rows
@@ -547,6 +644,10 @@ def main() -> None:
                         "TAGSERVE_HEARTBEAT_TIMEOUT_S (uvicorn has no such setting)")  # fmt: skip
     parser.add_argument("--window", type=float, default=40.0, help="seconds after the hang")
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput run")
+    parser.add_argument("--boot-window", type=float, default=20.0, help="seconds of (4) with "
+                        "the app's import failing")  # fmt: skip
+    parser.add_argument("--recover", type=float, default=40.0, help="(4): the most seconds "
+                        "to wait for 2 workers once the import works again")  # fmt: skip
     parser.add_argument("--only", default=",".join(MANAGERS))
     args = parser.parse_args()
     managers = [m for m in args.only.split(",") if m]
@@ -586,6 +687,12 @@ def main() -> None:
             "crash",
             "3. Crash loop: a worker SIGKILLed 5 times, each replacement once its pid shows "
             f"(GET / at {RATE:.0f} new connections/s meanwhile)",
+        ),
+        (
+            "boot",
+            "4. A worker that cannot boot: the app's import fails, a worker is SIGKILLed, GET / "
+            f"at {RATE:.0f} new connections/s for {args.boot_window:.0f} s, then the import is "
+            "fixed",
         ),
     ]
     for key, title in sections:
