@@ -119,6 +119,27 @@ class Settings(BaseSettings):
         "idle timeout of any proxy or client in front (nginx 60 s, most load balancers 60 s, "
         "httpx 5 s), so that the client, never the server, closes an idle connection",
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a client must send a request's headers within this long of connecting "
+        "(or of its previous answer), else 408 and the connection closes (nginx's "
+        "client_header_timeout)",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="and the body within this long of the headers, else 408 (nginx's "
+        "client_body_timeout)",
+    )
+    max_connections: int = Field(
+        2048,
+        ge=1,
+        description="open connections (or requests in progress) per HTTP worker; past it a "
+        "new request gets 503 before any work",
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="keys that /tag, /models and /metrics require as `Authorization: Bearer "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from tagserve.service.runtime.timeouts import timed_protocol
 from tagserve.service.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,9 +67,13 @@ def uvicorn_config(settings: Settings, app: FastAPI, **where: object) -> uvicorn
     binds the socket itself)."""
     return uvicorn.Config(
         app,
+        http=timed_protocol(settings.header_timeout_s, settings.body_timeout_s),
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
         timeout_keep_alive=settings.keep_alive_s,
+        # Past this many open connections (or requests in progress) a new request gets
+        # uvicorn's 503 before any of our code runs.
+        limit_concurrency=settings.max_connections,
         access_log=False,
         **where,  # type: ignore[arg-type]
     )
