@@ -121,3 +121,47 @@ def test_unknown_route_and_method(client: TestClient) -> None:
     assert client.get("/nope").json() == {"detail": "Not Found"}
     response = client.get("/tag")
     assert response.status_code == 405 and response.json() == {"detail": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "start"),
+    [
+        (
+            b"[" * 300 + b"]" * 300,
+            {},
+            400,
+            "request body is not valid JSON: nested deeper than 200 levels at line 1 column",
+        ),
+        (
+            b'{"text": "caf\xe9"}',
+            {},
+            400,
+            "request body is not valid UTF-8: byte 0xe9 at offset 13",
+        ),
+        (
+            b'{"text": "x"}',
+            {"content-encoding": "gzip"},
+            415,
+            "content-encoding 'gzip' is not supported",
+        ),
+        (
+            b'{"text": "x"}',
+            {"content-type": "text/plain"},
+            415,
+            "content-type 'text/plain' is not supported: send application/json",
+        ),
+        (
+            b'{"text": "x",}',
+            {},
+            400,
+            "request body is not valid JSON: trailing comma at line 1 column 14",
+        ),
+    ],
+)
+def test_unreadable_bodies_name_the_cause(
+    client: TestClient, body: bytes, headers: dict[str, str], status: int, start: str
+) -> None:
+    sent = {"content-type": "application/json", **headers}
+    response = client.post("/tag", content=body, headers=sent)
+    assert response.status_code == status
+    assert response.json()["detail"].startswith(start), response.json()

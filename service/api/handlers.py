@@ -25,6 +25,8 @@ from tagserve.service.errors import (
 from tagserve.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+# pydantic's JSON parser (jiter) refuses arrays and objects nested deeper than this.
+JSON_DEPTH_LIMIT = 200
 
 
 def describe_validation(errors: list[Any]) -> tuple[int, str]:
@@ -32,10 +34,12 @@ def describe_validation(errors: list[Any]) -> tuple[int, str]:
     fallback = {"type": "", "loc": (), "msg": "invalid request"}
     first: dict[str, Any] = errors[0] if errors else fallback
     if first.get("type") == "json_invalid":
-        return (
-            400,
-            f"request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}",
-        )
+        reason = str(first.get("ctx", {}).get("error", first["msg"]))
+        if reason.startswith("recursion limit exceeded"):
+            reason = reason.replace(
+                "recursion limit exceeded", f"nested deeper than {JSON_DEPTH_LIMIT} levels", 1
+            )
+        return 400, f"request body is not valid JSON: {reason}"
     parts = []
     for error in errors[:3]:
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"

@@ -163,7 +163,8 @@ def _parse(body: bytes) -> TagRequest:
         errors = error.errors()
         if errors and errors[0].get("type") == "json_invalid":
             _refuse_bad_utf8(body)
-            errors = _python_reading(body) or errors
+            if b"\\u" in body:  # an escape pydantic's parser refused: a lone surrogate?
+                errors = _python_reading(body) or errors
         status, detail = describe_validation(list(errors))
         raise _Invalid(status, detail) from None
 
