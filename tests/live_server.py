@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.hang_injection import FOLDER as HANG_FOLDER
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,9 +44,7 @@ def start_server(models_dir: Path, timeout: float = 60.0, **settings: str) -> Li
     hanging = "test_hang_token" in settings or "test_loop_hang_token" in settings
     env = {
         **os.environ,
-        "PYTHONPATH": f"{ROOT / 'tests' / 'hang_injection'}{os.pathsep}{ROOT}"
-        if hanging
-        else str(ROOT),
+        "PYTHONPATH": f"{HANG_FOLDER}{os.pathsep}{ROOT}" if hanging else str(ROOT),
         "TAGSERVE_MODELS_DIR": str(models_dir),
         "TAGSERVE_LOG_LEVEL": "warning",
         **{f"TAGSERVE_{k.upper()}": v for k, v in settings.items()},

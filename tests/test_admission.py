@@ -5,47 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
-from tagserve.model.predictor import TaggedSentence
 from tagserve.service.api.admission import BYTES_PER_SENTENCE, estimate_sentences
 from tagserve.service.settings import Settings
 from tests.prometheus import sample_value
-from tests.service_helpers import tiny_app
+from tests.service_helpers import held_app
 
 KEY = "k" * 24
 AUTH = {"Authorization": f"Bearer {KEY}"}
 NOT_JSON = b'{"text": "unterminated'
 
 
-@asynccontextmanager
-async def held_app(
-    tiny_artifact: Path, gate: threading.Event, **overrides: Any
-) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    """The tiny app whose model waits for ``gate`` before tagging, and a client for it."""
-    app = tiny_app(tiny_artifact.parent, api_keys=[KEY], **overrides)
-    async with app.router.lifespan_context(app):
-        batcher = app.state.models["tiny"].batcher
-        real_tagger = batcher._tagger
-
-        class HeldTagger:
-            async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-                await asyncio.to_thread(gate.wait, 5)
-                return await real_tagger.predict_async(sentences)
-
-        batcher._tagger = HeldTagger()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
-        ) as client:
-            yield app, client
+def _held(tiny_artifact: Path, gate: threading.Event, **overrides: Any) -> Any:
+    """The held tiny app with an API key, and a client that sends it."""
+    return held_app(tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], **overrides)
 
 
 async def _until(condition: Any) -> None:
@@ -58,7 +36,9 @@ async def _until(condition: Any) -> None:
 
 async def test_beyond_the_inflight_bound_is_refused_before_parsing(tiny_artifact: Path) -> None:
     gate = threading.Event()
-    async with held_app(tiny_artifact, gate, max_inflight=1) as (app, client):
+    async with held_app(
+        tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], max_inflight=1
+    ) as (app, client):
         held = asyncio.create_task(client.post("/tag", json={"text": "a b"}))
         await _until(lambda: app.state.admission.inflight == 1)
         # Invalid JSON: a 400 if it were parsed; the full worker answers 503 first.
@@ -83,7 +63,9 @@ async def test_beyond_the_inflight_bound_is_refused_before_parsing(tiny_artifact
 
 async def test_a_full_queue_refuses_by_body_size_before_parsing(tiny_artifact: Path) -> None:
     gate = threading.Event()
-    async with held_app(tiny_artifact, gate, max_queue=8, max_batch_size=2) as (app, client):
+    async with held_app(
+        tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], max_queue=8, max_batch_size=2
+    ) as (app, client):
         held = asyncio.create_task(client.post("/tag", json={"texts": ["a b"] * 6}))
         batcher = app.state.models["tiny"].batcher
         await _until(lambda: batcher.batches == 0 and batcher.waiting >= 4)
@@ -107,7 +89,9 @@ async def test_a_full_queue_refuses_by_body_size_before_parsing(tiny_artifact: P
 async def test_requests_within_the_bounds_all_succeed(tiny_artifact: Path) -> None:
     gate = threading.Event()
     gate.set()
-    async with held_app(tiny_artifact, gate, max_inflight=4) as (app, client):
+    async with held_app(
+        tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], max_inflight=4
+    ) as (app, client):
         answers = await asyncio.gather(
             *(client.post("/tag", json={"texts": ["a b", "c"]}) for _ in range(4))
         )

@@ -14,7 +14,7 @@ from tagserve.service.errors import ModelFailure, Overloaded
 from tagserve.service.inference.batcher import Batcher
 from tagserve.service.inference.in_process import ThreadTagger
 from tests.prometheus import sample_value
-from tests.service_helpers import tiny_app
+from tests.service_helpers import held_app, tiny_app
 
 
 class EchoModel:
@@ -142,30 +142,22 @@ async def test_a_request_larger_than_the_queue_waits_for_an_empty_queue() -> Non
 
 
 async def test_overload_through_http_gives_503_with_retry_after(tiny_artifact: Path) -> None:
-    app = tiny_app(tiny_artifact.parent, max_queue=5, max_batch_size=2)
     gate = threading.Event()
-    async with app.router.lifespan_context(app):
+    async with held_app(tiny_artifact.parent, gate, max_queue=5, max_batch_size=2) as (
+        app,
+        client,
+    ):
         batcher = app.state.models["tiny"].batcher
-        real_tagger = batcher._tagger
-
-        class HeldTagger:
-            async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
-                await asyncio.to_thread(gate.wait, 5)
-                return await real_tagger.predict_async(sentences)
-
-        batcher._tagger = HeldTagger()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            held = asyncio.create_task(client.post("/tag", json={"texts": ["a b"] * 5}))
-            while batcher.batches == 0 and batcher.waiting < 3:
-                await asyncio.sleep(0.01)
-            response = await client.post("/tag", json={"texts": ["x", "y", "z"]})
-            assert response.status_code == 503
-            assert response.headers["retry-after"] == "1"
-            assert "limit 5" in response.json()["detail"]
-            assert "TAGSERVE_MAX_QUEUE" in response.json()["detail"]
-            gate.set()
-            assert (await held).status_code == 200
-            assert (await client.post("/tag", json={"text": "ok"})).status_code == 200
-            metrics = (await client.get("/metrics")).text
-            assert sample_value(metrics, "tagserve_overload_rejections_total", model="tiny") == 1
+        held = asyncio.create_task(client.post("/tag", json={"texts": ["a b"] * 5}))
+        while batcher.batches == 0 and batcher.waiting < 3:
+            await asyncio.sleep(0.01)
+        response = await client.post("/tag", json={"texts": ["x", "y", "z"]})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert "limit 5" in response.json()["detail"]
+        assert "TAGSERVE_MAX_QUEUE" in response.json()["detail"]
+        gate.set()
+        assert (await held).status_code == 200
+        assert (await client.post("/tag", json={"text": "ok"})).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert sample_value(metrics, "tagserve_overload_rejections_total", model="tiny") == 1

@@ -4,19 +4,39 @@ the single-process mode, a thread of this one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, available, read_info
+from tagserve.model.tagged import TaggedSentence
 from tagserve.service.errors import WorkerStartError
-from tagserve.service.inference.batcher import AsyncTagger, Batcher
+from tagserve.service.inference.batcher import Batcher
 from tagserve.service.inference.client import ModelClient
 from tagserve.service.inference.owner import WorkerOwner
 from tagserve.service.inference.protocol import WorkerAddress
 from tagserve.service.metrics import Metrics
 from tagserve.service.settings import Settings
+
+
+class ModelRunner(Protocol):
+    """What runs a model for this process: a worker's client (:class:`ModelClient`) or a
+    thread of this one (:class:`~tagserve.service.inference.in_process.ThreadTagger`)."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether it can tag now (false while a worker process is being replaced)."""
+        ...
+
+    async def predict_async(self, sentences: list[list[str]]) -> list[TaggedSentence]:
+        """One result per sentence, in input order."""
+        ...
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Let go of it (a worker process itself belongs to its owner)."""
+        ...
 
 
 @dataclass
@@ -27,17 +47,17 @@ class LoadedModel:
     name: str
     info: ArtifactInfo
     batcher: Batcher
-    tagger: ModelClient | AsyncTagger
+    tagger: ModelRunner
     owner: WorkerOwner | None = None
 
     def worker_alive(self) -> bool:
         """False while the model's worker process is down (always true in a thread)."""
-        return bool(getattr(self.tagger, "alive", True))
+        return self.tagger.alive
 
     def close(self, timeout: float = 5.0) -> None:
         """Close what runs the model (after the batcher has drained), and its process if
         this process owns it."""
-        self.tagger.close(timeout)  # type: ignore[union-attr]
+        self.tagger.close(timeout)
         if self.owner is not None:
             self.owner.close(timeout)
 
@@ -145,7 +165,7 @@ def _with_batchers(
     settings: Settings,
     metrics: Metrics,
     infos: dict[str, ArtifactInfo],
-    taggers: dict[str, Any],
+    taggers: Mapping[str, ModelRunner],
     owners: dict[str, WorkerOwner],
 ) -> dict[str, LoadedModel]:
     loaded = {}

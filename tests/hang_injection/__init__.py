@@ -16,12 +16,3 @@ def hang_on(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
     monkeypatch.setenv(TOKEN_VARIABLE, token)
     path = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", f"{FOLDER}{os.pathsep}{path}" if path else str(FOLDER))
-
-
-def environment(token: str) -> dict[str, str]:
-    """The variables a subprocess needs to hang on ``token``."""
-    path = os.environ.get("PYTHONPATH")
-    return {
-        TOKEN_VARIABLE: token,
-        "PYTHONPATH": f"{FOLDER}{os.pathsep}{path}" if path else str(FOLDER),
-    }
