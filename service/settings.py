@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tagserve.model.artifact_files import SHIPPED_MODELS_DIR
+from tagserve.model.card import Precision
 from tagserve.text.limits import CACHE_WORDS, MAX_SENTENCE_TOKENS
 
 
@@ -72,6 +73,12 @@ class Settings(BaseSettings):
     )
     device: Literal["cpu", "cuda"] = Field(
         "cpu", description="models run on this device; cuda needs a GPU"
+    )
+    precision: Annotated[dict[str, Precision], NoDecode] = Field(
+        default_factory=dict,
+        description="per-model serving precision overriding the model card's (float32 unless "
+        "the card says int8), as `ner-fast=int8,slots=float32` or a JSON object; `*` names "
+        "every model. int8 quantizes the recurrent encoder and output layer at load (CPU only)",
     )
     model_process: bool = Field(
         True,
@@ -196,6 +203,34 @@ class Settings(BaseSettings):
         if any(not item for item in items):
             raise PydanticCustomError("empty_item", "an empty entry in the list")
         return items
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _split_mapping(cls, value: object) -> object:
+        """``ner=int8,slots=float32`` or ``{"ner": "int8"}``."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise PydanticCustomError(
+                    "json_object", "not a JSON object ({reason})", {"reason": error.msg}
+                ) from None
+        pairs = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, precision = item.partition("=")
+            if not sep or not name.strip():
+                raise PydanticCustomError(
+                    "precision_pair", "expected MODEL=PRECISION pairs, got {item!r}", {"item": item}
+                )
+            pairs[name.strip()] = precision.strip()
+        return pairs
+
+    def precision_for(self, name: str, card_precision: Precision) -> Precision:
+        """The precision model ``name`` is served in: this setting's, else the card's."""
+        return self.precision.get(name, self.precision.get("*", card_precision))
 
     @field_validator("api_keys_file")
     @classmethod
