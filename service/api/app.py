@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tagserve.service.api import handlers
 from tagserve.service.api.admission import Admission
+from tagserve.service.api.labelstudio.routes import router as labelstudio_router
 from tagserve.service.api.middleware import BodyLimit, RequestMetrics
 from tagserve.service.api.routes import router
 from tagserve.service.inference.registry import LoadedModel, serve_in_threads
@@ -93,6 +94,7 @@ def create_app(
     app.state.models = {}
     handlers.install(app)
     app.include_router(router)
+    app.include_router(labelstudio_router)  # Label Studio ML backend: /labelstudio
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
