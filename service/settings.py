@@ -46,6 +46,15 @@ class Settings(BaseSettings):
         description="POST /tag requests one HTTP worker holds at once; more get 503 with "
         "Retry-After before their body is parsed",
     )
+    overload_hold_s: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="a POST /tag that does not fit (TAGSERVE_MAX_INFLIGHT, TAGSERVE_MAX_QUEUE) "
+        "waits this long, first come first served and costing no CPU, for room before its 503: "
+        "clients that resend at once are paced by the model instead of by refusals; 0 = refuse "
+        "at once",
+    )
     http_nice: int = Field(
         10,
         ge=0,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from tagserve.service.api.admission import BYTES_PER_SENTENCE, estimate_sentences
+from tagserve.service.api.admission import BYTES_PER_SENTENCE, Admission, estimate_sentences
+from tagserve.service.errors import Overloaded
 from tagserve.service.settings import Settings
 from tests.prometheus import sample_value
 from tests.service_helpers import held_app
@@ -37,7 +38,7 @@ async def _until(condition: Any) -> None:
 async def test_beyond_the_inflight_bound_is_refused_before_parsing(tiny_artifact: Path) -> None:
     gate = threading.Event()
     async with held_app(
-        tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], max_inflight=1
+        tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], max_inflight=1, overload_hold_s=0
     ) as (app, client):
         held = asyncio.create_task(client.post("/tag", json={"text": "a b"}))
         await _until(lambda: app.state.admission.inflight == 1)
@@ -64,7 +65,13 @@ async def test_beyond_the_inflight_bound_is_refused_before_parsing(tiny_artifact
 async def test_a_full_queue_refuses_by_body_size_before_parsing(tiny_artifact: Path) -> None:
     gate = threading.Event()
     async with held_app(
-        tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], max_queue=8, max_batch_size=2
+        tiny_artifact.parent,
+        gate,
+        headers=AUTH,
+        api_keys=[KEY],
+        max_queue=8,
+        max_batch_size=2,
+        overload_hold_s=0,
     ) as (app, client):
         held = asyncio.create_task(client.post("/tag", json={"texts": ["a b"] * 6}))
         batcher = app.state.models["tiny"].batcher
@@ -97,6 +104,86 @@ async def test_requests_within_the_bounds_all_succeed(tiny_artifact: Path) -> No
         )
         assert [a.status_code for a in answers] == [200] * 4
         assert app.state.admission.inflight == 0
+
+
+async def test_a_request_that_does_not_fit_is_held_then_served(tiny_artifact: Path) -> None:
+    gate = threading.Event()
+    async with held_app(
+        tiny_artifact.parent, gate, headers=AUTH, api_keys=[KEY], max_inflight=1, overload_hold_s=30
+    ) as (app, client):
+        first = asyncio.create_task(client.post("/tag", json={"text": "a b"}))
+        await _until(lambda: app.state.admission.inflight == 1)
+        second = asyncio.create_task(client.post("/tag", json={"text": "c d"}))
+        third = asyncio.create_task(client.post("/tag", json={"text": "e"}))
+        # Held, not refused: nothing answered while the model is busy.
+        await _until(lambda: app.state.admission.held == 2)
+        assert not second.done() and not third.done()
+        gate.set()
+        answers = [await task for task in (first, second, third)]
+        assert [a.status_code for a in answers] == [200] * 3
+        assert answers[1].json()["results"][0]["tokens"][0]["text"] == "c"
+        assert (app.state.admission.inflight, app.state.admission.held) == (0, 0)
+
+
+async def test_the_hold_runs_out_into_a_503(tiny_artifact: Path) -> None:
+    gate = threading.Event()
+    async with held_app(
+        tiny_artifact.parent,
+        gate,
+        headers=AUTH,
+        api_keys=[KEY],
+        max_inflight=1,
+        overload_hold_s=0.2,
+    ) as (app, client):
+        first = asyncio.create_task(client.post("/tag", json={"text": "a b"}))
+        await _until(lambda: app.state.admission.inflight == 1)
+        started = asyncio.get_running_loop().time()
+        refused = await client.post("/tag", json={"text": "late"})
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "TAGSERVE_MAX_INFLIGHT" in refused.json()["detail"]
+        assert asyncio.get_running_loop().time() - started >= 0.2
+        assert app.state.admission.held == 0
+        gate.set()
+        assert (await first).status_code == 200
+
+
+async def test_the_waiting_room_is_first_come_first_served() -> None:
+    admission = Admission(max_inflight=1, max_queue=100, label="m", hold_s=30)
+    await admission.enter(10, [])
+    order: list[str] = []
+
+    async def arrive(name: str) -> None:
+        await admission.enter(10, [])
+        order.append(name)
+
+    tasks = {name: asyncio.create_task(arrive(name)) for name in "abc"}
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert admission.held == 3 and not order
+    # A client that leaves while held gives up its place; the next in line still gets in.
+    tasks["a"].cancel()
+    admission.release()
+    await asyncio.sleep(0.01)
+    assert order == ["b"]
+    admission.release()
+    await asyncio.sleep(0.01)
+    assert order == ["b", "c"]
+    assert admission.held == 0 and admission.held_bytes == 0
+
+
+async def test_the_waiting_room_is_bounded_in_bytes() -> None:
+    admission = Admission(max_inflight=1, max_queue=100, label="m", hold_s=30, max_held_bytes=100)
+    await admission.enter(10, [])
+    waiting = asyncio.create_task(admission.enter(60, []))
+    await asyncio.sleep(0.01)
+    assert admission.held == 1
+    # Past the room's bytes: refused at once, not held.
+    with pytest.raises(Overloaded):
+        await admission.enter(60, [])
+    admission.release()
+    await waiting
+    assert admission.inflight == 1 and admission.held == 0
 
 
 def test_estimate_errs_low_and_is_never_zero() -> None:

@@ -110,7 +110,10 @@ async def burst(url: str, texts: list[str], requests: int, concurrency: int) -> 
 
 @pytest.mark.timeout(900)  # ten bursts: about 160 s on a quiet 2-core machine
 @pytest.mark.parametrize(
-    "server", [{"max_queue": "64", "max_batch_size": "16", "log_level": "error"}], indirect=True
+    # No hold: the refusal path is under test, so refuse at once (TAGSERVE_OVERLOAD_HOLD_S=0).
+    "server",
+    [{"max_queue": "64", "max_batch_size": "16", "log_level": "error", "overload_hold_s": "0"}],
+    indirect=True,
 )
 def test_a_burst_beyond_capacity_gets_only_right_answers_and_503s(server: LiveServer) -> None:
     """2,000 requests at concurrency 256, ten rounds in a row: only 200 (the solo answer) and

@@ -88,7 +88,10 @@ def create_app(
     app.state.api_keys = settings.all_api_keys()
     app.state.metrics = metrics
     app.state.admission = Admission(
-        settings.max_inflight, settings.max_queue, label=settings.default_model
+        settings.max_inflight,
+        settings.max_queue,
+        label=settings.default_model,
+        hold_s=settings.overload_hold_s,
     )
     app.state.status = "starting"
     app.state.models = {}

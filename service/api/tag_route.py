@@ -105,7 +105,7 @@ async def tag_asgi(scope: Scope, receive: Receive, send: Send) -> None:
         _check_media(scope["headers"])
         body = await _read_body(receive)  # already read (and bounded) by BodyLimit
         # Before any parsing: a refusal must cost what GET /health costs, not an answer.
-        admission.admit(len(body), app.state.models.values())
+        await admission.enter(len(body), app.state.models.values())
         admitted = True
         request = _parse(body)
         payload = await tag_payload(request, app.state.models, app.state.settings)
