@@ -1,14 +1,20 @@
-"""Readers for CoNLL column files and ``seq.in``/``seq.out`` folders; errors name the line."""
+"""Readers for CoNLL column files and ``seq.in``/``seq.out`` folders (errors name the line),
+and the entry point that also reads annotation-tool exports (tagserve.training.annotations)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from tagserve.model.schemes import Scheme, first_violation, split_tag
 
-DataFormat = Literal["conll", "bio", "auto"]
+if TYPE_CHECKING:  # tagserve.training.annotations imports this module
+    from tagserve.training.annotations import AnnotationFormat, AnnotationOptions, ReadReport
+
+DataFormat = Literal["conll", "bio", "auto", "label-studio", "label-studio-min", "doccano", "spans"]
+# Files "auto" reads as annotation-tool exports, telling their format by content.
+_ANNOTATION_SUFFIXES = frozenset({".json", ".jsonl"})
 
 
 @dataclass(frozen=True)
@@ -30,17 +36,49 @@ class DataError(Exception):
 
 
 def read_dataset(
-    path: Path, data_format: DataFormat = "auto", strict: bool = False, scheme: Scheme = "BIO"
+    path: Path,
+    data_format: DataFormat = "auto",
+    strict: bool = False,
+    scheme: Scheme = "BIO",
+    annotations: AnnotationOptions | None = None,
 ) -> list[Example]:
-    """Read a CoNLL file or a ``seq.in``/``seq.out`` folder (``auto`` picks by what is there)."""
+    """Read a CoNLL file, a ``seq.in``/``seq.out`` folder or an annotation-tool export
+    (``auto`` picks: a folder is ``bio``, ``.json``/``.jsonl`` an export of the format its
+    content shows, anything else ``conll``); ``annotations`` says how to read an export."""
+    return read_dataset_with_report(path, data_format, strict, scheme, annotations)[0]
+
+
+def read_dataset_with_report(
+    path: Path,
+    data_format: DataFormat = "auto",
+    strict: bool = False,
+    scheme: Scheme = "BIO",
+    annotations: AnnotationOptions | None = None,
+) -> tuple[list[Example], ReadReport | None]:
+    """:func:`read_dataset`, and for an annotation export what reading it did (None for
+    CoNLL and seq folders, which are read as they are)."""
     path = Path(path)
-    if data_format == "auto":
-        data_format = "bio" if path.is_dir() else "conll"
+    if data_format == "auto" and path.is_dir():
+        data_format = "bio"
+    elif data_format == "auto" and path.suffix.lower() not in _ANNOTATION_SUFFIXES:
+        data_format = "conll"
     if data_format == "bio":
-        return read_seq_folder(path, strict, scheme)
+        return read_seq_folder(path, strict, scheme), None
     if data_format == "conll":
-        return read_conll(path, strict, scheme)
-    raise ValueError(f"unknown data format {data_format!r}: expected conll, bio or auto")
+        return read_conll(path, strict, scheme), None
+    from tagserve.training.annotations import (
+        ANNOTATION_FORMATS,
+        AnnotationOptions,
+        read_annotations,
+    )
+
+    if data_format != "auto" and data_format not in ANNOTATION_FORMATS:
+        known = ", ".join(["conll", "bio", "auto", *ANNOTATION_FORMATS])
+        raise ValueError(f"unknown data format {data_format!r}: expected one of {known}")
+    # Spans become tags (always well-formed BIO, so ``strict`` holds); "auto" here is a
+    # .json/.jsonl file, whose format its content tells.
+    fmt = None if data_format == "auto" else cast("AnnotationFormat", data_format)
+    return read_annotations(path, fmt, annotations or AnnotationOptions())
 
 
 def read_conll(path: Path, strict: bool = False, scheme: Scheme = "BIO") -> list[Example]:
