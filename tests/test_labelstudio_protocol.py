@@ -4,6 +4,7 @@ the real app: configs, label mapping, texts, hostile XML, limits and credentials
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tagserve.model.artifact_files import SHIPPED_MODELS_DIR
 from tagserve.service.api.app import create_app
 from tagserve.service.settings import Settings
 from tests.service_helpers import tiny_app
@@ -39,6 +41,11 @@ SLOTS = (
     '<Choice value="fare" predicted_values="atis_airfare"/></Choices></View>'
 )
 SENTENCE = "Angela Merkel visited Paris with Barack Obama ."
+# model_version is the artifact's name and version, as the cards of the shipped models say.
+NER_VERSION, SLOTS_VERSION = (
+    f"{name}-{json.loads((SHIPPED_MODELS_DIR / name / 'metadata.json').read_text())['version']}"
+    for name in ("ner", "slots")
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +80,16 @@ def check_offsets(text: str, prediction: dict[str, Any]) -> None:
 
 def test_health_setup_and_predictions_match_tag(shipped: TestClient) -> None:
     health = shipped.get("/labelstudio/health").json()
-    assert health == {"status": "UP", "model_versions": ["ner-2.0.0", "slots-2.1.0"]}
+    assert health == {"status": "UP", "model_versions": [NER_VERSION, SLOTS_VERSION]}
     assert shipped.get("/labelstudio/").json() == health
     setup = shipped.post("/labelstudio/setup", json={"project": "1.1", "schema": NER})
-    assert setup.json() == {"model_version": "ner-2.0.0"}
+    assert setup.json() == {"model_version": NER_VERSION}
     texts = [SENTENCE, "Nothing to see here .", "Google opened an office in Zurich ."]
     body = predict(shipped, NER, texts).json()
     assert len(body["results"]) == 3
     tagged = shipped.post("/tag", json={"texts": texts}).json()["results"]
     for text, prediction, result in zip(texts, body["results"], tagged, strict=True):
-        assert prediction["model_version"] == "ner-2.0.0"
+        assert prediction["model_version"] == NER_VERSION
         check_offsets(text, prediction)
         # The same pipeline as /tag: the same spans, labels and scores.
         assert [
@@ -111,7 +118,7 @@ def test_several_controls_fill_the_labels_bound_to_the_text(shipped: TestClient)
 def test_a_slots_config_picks_the_slots_model_and_fills_the_intent(shipped: TestClient) -> None:
     text = "show me flights from boston to denver"
     setup = shipped.post("/labelstudio/setup", json={"project": "2.1", "schema": SLOTS})
-    assert setup.json() == {"model_version": "slots-2.1.0"}
+    assert setup.json() == {"model_version": SLOTS_VERSION}
     others = ["show me the airfare from dallas to boston", "how much is a fare to dallas"]
     tasks = [{"id": i, "data": {"q": q}} for i, q in enumerate([text, *others])]
     body = shipped.post("/labelstudio/predict", json={"tasks": tasks, "label_config": SLOTS}).json()
@@ -136,7 +143,7 @@ def test_extra_params_pick_the_model_and_map_labels(shipped: TestClient) -> None
     extra = {"labels": {"PER": "Person"}}
     assert shipped.post(
         "/labelstudio/setup", json={"project": "3.1", "schema": config, "extra_params": extra}
-    ).json() == {"model_version": "ner-2.0.0"}
+    ).json() == {"model_version": NER_VERSION}
     mapped = predict(shipped, config, [SENTENCE], project="3.1").json()["results"][0]
     assert spans(mapped)[0] == ("Person", "Angela Merkel")
     # Another project was set up without the mapping: PER has no label there.
@@ -192,7 +199,7 @@ def test_empty_long_and_emoji_texts(shipped: TestClient) -> None:
     texts = ["", "   \n ", emoji, long_text]
     empty, blank, smiling, long_one = predict(shipped, NER, texts).json()["results"]
     for prediction in (empty, blank):
-        assert prediction == {"model_version": "ner-2.0.0", "score": 1.0, "result": []}
+        assert prediction == {"model_version": NER_VERSION, "score": 1.0, "result": []}
     check_offsets(emoji, smiling)
     assert spans(smiling) == [("PER", "Angela Merkel"), ("LOC", "Paris")]
     # Code points (Python's str indices), not UTF-16 units: 🙂 and 🏽 are one each here.
