@@ -428,7 +428,10 @@ class TagserveClient:
         return _parse_tag(self._send("POST", "/tag", body).json())
 
     def models(self) -> Models:
-        """The loaded models and the default one."""
+        """The loaded models and the default one. After rolling out a retrained model (copy
+        the artifact in under a hidden name, rename it into place, ``kill -HUP`` the server:
+        README, "Roll out a retrained model"), this is how to confirm it: the new version is
+        listed once the server has logged ``reload N done``."""
         return _parse_models(self._send("GET", "/models").json())
 
     def health(self) -> Health:

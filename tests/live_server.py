@@ -32,10 +32,14 @@ class LiveServer:
         return self.process.wait(5)
 
 
-def start_server(models_dir: Path, timeout: float = 60.0, **settings: str) -> LiveServer:
+def start_server(
+    models_dir: Path, timeout: float = 60.0, log: Path | None = None, **settings: str
+) -> LiveServer:
     """Start the server with ``TAGSERVE_*`` settings and wait (bounded) for /health = 200.
 
-    One HTTP worker unless ``workers`` says otherwise: most tests look at one process."""
+    One HTTP worker unless ``workers`` says otherwise: most tests look at one process.
+    ``log``: a file for the server's output (its processes' stdout and stderr), for tests
+    that read the log; else the output is the test run's."""
     settings = {"workers": "1", **settings}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -49,9 +53,15 @@ def start_server(models_dir: Path, timeout: float = 60.0, **settings: str) -> Li
         "TAGSERVE_LOG_LEVEL": "warning",
         **{f"TAGSERVE_{k.upper()}": v for k, v in settings.items()},
     }
+    output = None if log is None else log.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tagserve", "serve", "--port", str(port)], env=env
+        [sys.executable, "-m", "tagserve", "serve", "--port", str(port)],
+        env=env,
+        stdout=output,
+        stderr=output,
     )
+    if output is not None:
+        output.close()  # the server has its own copy
     server = LiveServer(process, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

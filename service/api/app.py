@@ -95,6 +95,7 @@ def create_app(
     )
     app.state.status = "starting"
     app.state.models = {}
+    app.state.generation = 0  # of the models: one more after each reload (SIGHUP)
     handlers.install(app)
     app.include_router(router)
     app.include_router(labelstudio_router)  # Label Studio ML backend: /labelstudio
@@ -112,3 +113,21 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
+
+
+async def swap_models(app: FastAPI, models: dict[str, LoadedModel], generation: int) -> None:
+    """Serve ``models`` from now on (on the event loop, after a reload). New batchers start
+    first, then the one dict is replaced: a request looks its model up and queues on it in
+    one step, so each request lands on the old model or the new one, never on a closed one.
+    Then the models no longer served finish what is queued on them and are closed."""
+    current: dict[str, LoadedModel] = app.state.models
+    serving, staying = {id(m) for m in current.values()}, {id(m) for m in models.values()}
+    for model in models.values():
+        if id(model) not in serving:
+            model.batcher.start()
+    app.state.models, app.state.generation = models, generation
+    retired = [m for m in current.values() if id(m) not in staying]
+    drain_s = app.state.settings.drain_timeout_s
+    await asyncio.gather(*(m.batcher.close(drain_s) for m in retired))
+    for model in retired:
+        model.close()

@@ -42,15 +42,32 @@ Models = Annotated[dict[str, LoadedModel], Depends(get_models)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 
 
+GENERATION_HEADER = "X-Tagserve-Models-Generation"
+
+
 @router.get(
     "/models",
     response_model=ModelsResponse,
     summary="The loaded models",
     dependencies=[Depends(require_api_key)],
-    responses={401: {"model": ErrorResponse, "description": "API key missing or wrong"}},
+    responses={
+        200: {
+            "headers": {
+                GENERATION_HEADER: {
+                    "description": "0 at start-up, one more after each reload of the models "
+                    "folder (SIGHUP to tagserve serve) this HTTP worker has applied",
+                    "schema": {"type": "integer"},
+                }
+            }
+        },
+        401: {"model": ErrorResponse, "description": "API key missing or wrong"},
+    },
 )
-async def list_models(models: Models, settings: AppSettings) -> dict[str, Any]:
+async def list_models(
+    request: Request, response: Response, models: Models, settings: AppSettings
+) -> dict[str, Any]:
     """Name, version, labels, data set and test scores of each loaded model."""
+    response.headers[GENERATION_HEADER] = str(request.app.state.generation)
     return {"default": settings.default_model, "models": [m.describe() for m in models.values()]}
 
 

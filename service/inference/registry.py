@@ -10,11 +10,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, available, read_info
+from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, read_info
 from tagserve.model.tagged import TaggedSentence
 from tagserve.service.errors import WorkerStartError
 from tagserve.service.inference.batcher import Batcher
+from tagserve.service.inference.catalog import listed
 from tagserve.service.inference.client import ModelClient
+from tagserve.service.inference.manifest import Manifest
 from tagserve.service.inference.owner import WorkerOwner
 from tagserve.service.inference.protocol import WorkerAddress
 from tagserve.service.metrics import Metrics
@@ -42,13 +44,16 @@ class ModelRunner(Protocol):
 @dataclass
 class LoadedModel:
     """A model ready to serve under ``name``: its card, the batcher in front of it, what
-    runs it, and (in the process that started it) the owner of its worker process."""
+    runs it, and (in the process that started it) the owner of its worker process.
+    ``source``: what it was built from (its worker's socket), so that a reload keeps a model
+    whose worker has not changed."""
 
     name: str
     info: ArtifactInfo
     batcher: Batcher
     tagger: ModelRunner
     owner: WorkerOwner | None = None
+    source: str = ""
 
     def worker_alive(self) -> bool:
         """False while the model's worker process is down (always true in a thread)."""
@@ -80,7 +85,7 @@ class LoadedModel:
 
 def model_names(settings: Settings) -> list[str]:
     """The models to serve, or :class:`ArtifactError` (none found, or the default missing)."""
-    names = settings.models or available(settings.models_dir)
+    names = listed(settings)
     if not names:
         raise ArtifactError(
             settings.models_dir, "no model artifacts found (each needs a config.json)"
@@ -106,16 +111,7 @@ def start_owners(
     """Start one worker process per model and wait until each has loaded; on failure none is
     left running and :class:`WorkerStartError` says which model and why."""
     owners = {
-        name: WorkerOwner(
-            name,
-            settings.models_dir / name,
-            torch_threads=settings.torch_threads,
-            device=settings.device,
-            batch_size=settings.max_batch_size,
-            cache_words=settings.cache_words,
-            on_restart=metrics.worker_restarts.labels(model=name).inc,
-            run_dir=run_dir,
-        )
+        name: new_owner(settings, metrics, name, settings.models_dir / name, run_dir)
         for name in names
     }
     try:
@@ -126,6 +122,23 @@ def start_owners(
             owner.close(timeout=0)
         raise
     return owners
+
+
+def new_owner(
+    settings: Settings, metrics: Metrics, name: str, path: Path, run_dir: Path | None = None
+) -> WorkerOwner:
+    """A worker process for the model at ``path``, loading as the caller goes on (its
+    :meth:`~WorkerOwner.wait_ready` says whether it loaded)."""
+    return WorkerOwner(
+        name,
+        path,
+        torch_threads=settings.torch_threads,
+        device=settings.device,
+        batch_size=settings.max_batch_size,
+        cache_words=settings.cache_words,
+        on_restart=metrics.worker_restarts.labels(model=name).inc,
+        run_dir=run_dir,
+    )
 
 
 def serve_remote(
@@ -144,6 +157,28 @@ def serve_remote(
     return _with_batchers(settings, metrics, infos, clients, owners or {})
 
 
+def from_manifest(
+    settings: Settings,
+    metrics: Metrics,
+    manifest: Manifest,
+    current: Mapping[str, LoadedModel] | None = None,
+) -> dict[str, LoadedModel]:
+    """The models of ``manifest``: each one of ``current`` whose worker is the same is kept
+    as it is (its batcher and connections go on), the others are new (batchers not started).
+    Reads no file: the cards come with the manifest."""
+    current = current or {}
+    models = {}
+    for name, entry in manifest.models.items():
+        kept = current.get(name)
+        if kept is not None and kept.source == entry.address.socket_path:
+            models[name] = kept
+            continue
+        client = ModelClient(entry.address, batch_timeout_s=settings.batch_timeout_s)
+        models[name] = batched(settings, metrics, name, entry.info, client)
+        models[name].source = entry.address.socket_path
+    return models
+
+
 def serve_in_threads(settings: Settings, metrics: Metrics) -> dict[str, LoadedModel]:
     """The models, each run by a predictor in a thread of this process (one HTTP worker,
     ``TAGSERVE_MODEL_PROCESS=false``, and tests): loads torch here."""
@@ -151,6 +186,14 @@ def serve_in_threads(settings: Settings, metrics: Metrics) -> dict[str, LoadedMo
 
     infos = read_cards(settings)
     return _with_batchers(settings, metrics, infos, thread_taggers(settings, list(infos)), {})
+
+
+def thread_runner(settings: Settings, path: Path) -> ModelRunner:
+    """The model at ``path`` loaded into a thread of this process (loads torch here)."""
+    from tagserve.service.inference.in_process import thread_taggers
+
+    here = settings.model_copy(update={"models_dir": path.parent})
+    return thread_taggers(here, [path.name])[path.name]
 
 
 def serve_in_processes(settings: Settings, metrics: Metrics) -> dict[str, LoadedModel]:
@@ -168,19 +211,32 @@ def _with_batchers(
     taggers: Mapping[str, ModelRunner],
     owners: dict[str, WorkerOwner],
 ) -> dict[str, LoadedModel]:
-    loaded = {}
-    for name, info in infos.items():
-        batcher = Batcher(
-            taggers[name],
-            name,
-            settings.max_batch_size,
-            settings.max_wait_ms,
-            settings.max_queue,
-            on_batch=metrics.batch_size.labels(model=name).observe,
-        )
-        metrics.track_queue(name, partial(_waiting, batcher))
-        loaded[name] = LoadedModel(name, info, batcher, taggers[name], owners.get(name))
-    return loaded
+    return {
+        name: batched(settings, metrics, name, info, taggers[name], owners.get(name))
+        for name, info in infos.items()
+    }
+
+
+def batched(
+    settings: Settings,
+    metrics: Metrics,
+    name: str,
+    info: ArtifactInfo,
+    tagger: ModelRunner,
+    owner: WorkerOwner | None = None,
+) -> LoadedModel:
+    """A model with a batcher in front of what runs it (the batcher starts on the event loop,
+    with the app, or when a reload swaps it in)."""
+    batcher = Batcher(
+        tagger,
+        name,
+        settings.max_batch_size,
+        settings.max_wait_ms,
+        settings.max_queue,
+        on_batch=metrics.batch_size.labels(model=name).observe,
+    )
+    metrics.track_queue(name, partial(_waiting, batcher))
+    return LoadedModel(name, info, batcher, tagger, owner)
 
 
 def _waiting(batcher: Batcher) -> float:

@@ -16,6 +16,8 @@ from tagserve.service.settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from tagserve.service.runtime.model_feed import ModelFollower
+
 log = logging.getLogger(__name__)
 
 
@@ -25,15 +27,22 @@ class DrainingServer(uvicorn.Server):
     in-flight requests (up to its graceful-shutdown timeout). A second signal stops at once.
 
     ``heartbeat``, if given (a shared double), gets the monotonic time at every tick of the
-    event loop (uvicorn ticks every 0.1 s), so the supervisor can tell a hung loop."""
+    event loop (uvicorn ticks every 0.1 s), so the supervisor can tell a hung loop; and
+    ``follower``, if given, applies a reload of the models at the next tick."""
 
     def __init__(
-        self, config: uvicorn.Config, app: FastAPI, notice_s: float, heartbeat: Any = None
+        self,
+        config: uvicorn.Config,
+        app: FastAPI,
+        notice_s: float,
+        heartbeat: Any = None,
+        follower: ModelFollower | None = None,
     ) -> None:
         super().__init__(config)
         self.tagserve_app = app
         self.notice_s = notice_s
         self.heartbeat = heartbeat
+        self.follower = follower
         self.drain_started: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -50,6 +59,8 @@ class DrainingServer(uvicorn.Server):
         now = time.monotonic()
         if self.heartbeat is not None:
             self.heartbeat.value = now
+        if self.follower is not None:
+            self.follower.tick()
         started = self.drain_started
         if started is not None and now - started >= self.notice_s:
             self.should_exit = True

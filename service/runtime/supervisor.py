@@ -5,7 +5,9 @@ own uvicorn server, accepting on the one listening socket this process made: a w
 a connection when its loop is free, so a worker whose loop hangs gets no new ones. The
 model workers are not duplicated: the ``tagserve serve`` process starts one per model
 (:mod:`tagserve.service.inference.owner`), and every HTTP worker reaches it over a Unix
-socket. The supervisor serves no requests and never imports torch. It forwards SIGTERM and
+socket; which worker serves which model, the HTTP workers read from the manifest
+(:mod:`tagserve.service.runtime.model_feed`), and follow it when a reload changes it. The
+supervisor serves no requests and never imports torch. It forwards SIGTERM and
 SIGINT to every HTTP worker (each drains as a single server does), replaces a worker that
 dies (with a doubling delay when replacements die young) or whose event loop has not ticked
 for ``heartbeat_timeout_s`` (killed first), counts each replacement, and exits 0 once every
@@ -20,16 +22,21 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagserve.processes import die_with_parent
-from tagserve.service.inference.protocol import WorkerAddress
 from tagserve.service.runtime.http_server import DrainingServer, configure_logging, uvicorn_config
+
+# Not imported here at run time: prometheus-client (which model_feed brings) must be imported
+# only once the multiprocess directory is chosen.
+if TYPE_CHECKING:
+    from tagserve.service.runtime.model_feed import ModelFeed
 
 log = logging.getLogger(__name__)
 # A worker that ends within this long of starting counts as dying young: its replacement
@@ -43,6 +50,7 @@ class _Slot:
     process: multiprocessing.process.BaseProcess
     heartbeat: Any  # a shared double: the worker's last event-loop tick (monotonic)
     started: float
+    feed: ModelFeed | None = None
     young_deaths: int = 0
     restart_at: float | None = None
 
@@ -54,7 +62,7 @@ class Supervisor:
         self,
         count: int,
         listener: socket.socket,
-        models: list[WorkerAddress],
+        feed: ModelFeed | None,
         *,
         heartbeat_timeout_s: float,
         on_restart: Callable[[], None] | None = None,
@@ -62,24 +70,39 @@ class Supervisor:
         self.listener = listener
         self.port = listener.getsockname()[1]
         self.count = count
-        self.models = models
+        self.feed = feed
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self._on_restart = on_restart
         self._context = multiprocessing.get_context("spawn")
         self._slots: list[_Slot] = []
+        # Held while a worker is started and put in its slot: applied() sees every worker
+        # that may have read an older manifest.
+        self._slots_lock = threading.Lock()
         self._stopping = 0
         self.restarts = 0
 
     def _start(self, index: int) -> _Slot:
         # A fresh start counts as a tick: the worker has until the timeout to load and serve.
         heartbeat = self._context.Value("d", time.monotonic() + 60.0, lock=False)
+        feed = self.feed.for_worker(self._context) if self.feed else None
         process = self._context.Process(
             target=run_http_worker,
-            args=(index, self.listener, self.models, heartbeat),
+            args=(index, self.listener, feed, heartbeat),
             name=f"tagserve-http-{index}",
         )
         process.start()
-        return _Slot(process, heartbeat, time.monotonic())
+        return _Slot(process, heartbeat, time.monotonic(), feed)
+
+    def applied(self, generation: int) -> bool:
+        """Whether every live HTTP worker serves the models of ``generation`` (one that is
+        dead now is replaced by one that reads the newest manifest)."""
+        with self._slots_lock:
+            slots = list(self._slots)
+        return all(
+            slot.feed.applied.value >= generation
+            for slot in slots
+            if slot.feed is not None and slot.process.exitcode is None
+        )
 
     def _signal(self, sig: int, frame: FrameType | None) -> None:
         self._stopping += 1
@@ -93,7 +116,8 @@ class Supervisor:
         """Serve until signalled; 0 when every worker drained cleanly."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._signal)
-        self._slots = [self._start(index) for index in range(self.count)]
+        with self._slots_lock:
+            self._slots = [self._start(index) for index in range(self.count)]
         log.info("serving on port %d with %d HTTP workers", self.port, self.count)
         while True:
             live = [s.process for s in self._slots if s.process.exitcode is None]
@@ -143,7 +167,8 @@ class Supervisor:
             _forget_process_metrics(process.pid)
         if now >= slot.restart_at:
             young_deaths = slot.young_deaths
-            self._slots[index] = self._start(index)
+            with self._slots_lock:
+                self._slots[index] = self._start(index)
             self._slots[index].young_deaths = young_deaths
             self.restarts += 1
             if self._on_restart is not None:
@@ -167,18 +192,20 @@ def _forget_process_metrics(pid: int | None) -> None:
 
 
 def run_http_worker(
-    index: int, listener: socket.socket, models: list[WorkerAddress], heartbeat: Any = None
+    index: int, listener: socket.socket, feed: ModelFeed, heartbeat: Any = None
 ) -> None:
-    """One HTTP worker's main (in a spawned process): read the model cards, connect to the
-    shared model workers, and serve on the shared listening socket until signalled."""
+    """One HTTP worker's main (in a spawned process): read the manifest, connect to the
+    shared model workers, and serve on the shared listening socket until signalled,
+    following each reload of the models."""
     started = time.monotonic()
     die_with_parent()
     # Signals come from the supervisor only: a terminal's Ctrl+C reaches the whole process
     # group, and a second signal on top of the forwarded one would skip the drain.
     os.setpgrp()
-    from tagserve.service.api.app import create_app
-    from tagserve.service.inference.registry import serve_remote
+    # Reloading is the supervisor's: a SIGHUP sent to a worker by mistake must not end it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from tagserve.service.metrics import Metrics
+    from tagserve.service.runtime.model_feed import follow_manifest
     from tagserve.service.settings import Settings
 
     settings = Settings()
@@ -188,9 +215,9 @@ def run_http_worker(
     os.nice(settings.http_nice)
     configure_logging(settings)
     metrics = Metrics()
-    loaded = serve_remote(settings, metrics, {m.model: m for m in models})
-    app = create_app(settings, loaded, metrics)
-    server = DrainingServer(uvicorn_config(settings, app), app, settings.drain_notice_s, heartbeat)
+    app, follower = follow_manifest(settings, metrics, feed)
+    config = uvicorn_config(settings, app)
+    server = DrainingServer(config, app, settings.drain_notice_s, heartbeat, follower)
     log.info(
         "HTTP worker %d (pid %d) loaded in %.1f s", index, os.getpid(), time.monotonic() - started
     )
