@@ -9,11 +9,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tagserve.model.card import TokenizerStyle
 from tagserve.model.config import Architecture
 from tagserve.model.schemes import Scheme
+from tagserve.training.readers import DataFormat
 
 DEFAULT_DATA_DIR = "../shared/data"
 
@@ -28,13 +30,33 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """Where the data is; relative paths are resolved against the data directory."""
+    """Where the data is; relative paths are resolved against the data directory.
+
+    Dev is a file (``dev``) or a share of the training sentences (``dev_split``, drawn with
+    ``training.seed``, so the same config splits the same way again). ``misaligned``,
+    ``overlaps`` and ``offsets`` apply to the annotation-tool formats only."""
 
     train: str
-    dev: str
+    dev: str | None = None
+    dev_split: float | None = Field(
+        None, gt=0, lt=1, description="share of the training sentences held out as dev"
+    )
     test: str | None = None
-    format: Literal["conll", "bio", "auto"] = "auto"
+    format: DataFormat = "auto"
     strict: bool = False
+    misaligned: Literal["expand", "contract", "error"] = Field(
+        "expand", description="a span whose ends fall inside a token"
+    )
+    overlaps: Literal["error", "longest"] = "error"
+    offsets: Literal["codepoints", "utf16"] = "codepoints"
+
+    @model_validator(mode="after")
+    def _one_dev(self) -> DataConfig:
+        if self.dev is None and self.dev_split is None:
+            raise ValueError("needs dev (a file) or dev_split (a share of train)")
+        if self.dev is not None and self.dev_split is not None:
+            raise ValueError("give dev (a file) or dev_split (a share of train), not both")
+        return self
 
 
 class ModelSection(Architecture):
@@ -42,8 +64,22 @@ class ModelSection(Architecture):
     and the vocabulary choices, which the trainer turns into a ``TaggerConfig``."""
 
     scheme: Scheme = "BIOES"
-    glove_rows: int = Field(100_000, ge=0)
-    pretrained: bool = True
+    glove_rows: int = Field(
+        100_000, ge=0, description="rows read from the vectors (GloVe or a --vectors file)"
+    )
+    pretrained: bool = Field(True, description="start word vectors from pretrained ones")
+    vectors: str | None = Field(
+        None,
+        min_length=1,
+        description="word2vec/GloVe text file (optionally .gz); unset: the English GloVe 6B "
+        "package. word_dim comes from the file",
+    )
+    init: str | None = Field(
+        None,
+        min_length=1,
+        description="artifact directory or shipped model name to start from: its weights, "
+        "vocabularies and architecture",
+    )
     intents: bool = Field(
         False, description="add the intent head (the training data must carry intent labels)"
     )
@@ -138,19 +174,49 @@ def load_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
     whose message names the file and the key.
     """
     path = Path(path)
-    raw = _read(path)
-    for override in overrides or []:
-        section, key, value = _parse_override(override)
-        if not isinstance(raw.setdefault(section, {}), dict):
-            raise ValueError(f"{path}: [{section}] must be a table")
-        raw[section][key] = value
+    raw = read_raw(path)
+    if "data" not in raw:
+        raise ValueError(f"{path}: expected a [data] section with train and dev paths")
+    apply_overrides(raw, overrides or [], str(path))
+    return validate(raw, str(path))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> None:
+    """Set each ``section.key=value`` (or ``section.sub.key=value``) in ``raw``, in order."""
+    for override in overrides:
+        keys, value = parse_override(override)
+        table = raw
+        for depth, key in enumerate(keys[:-1]):
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"{source}: [{'.'.join(keys[: depth + 1])}] must be a table")
+        table[keys[-1]] = value
+
+
+def validate(raw: dict[str, Any], source: str) -> TrainConfig:
+    """``raw`` as a :class:`TrainConfig`, or a ``ValueError`` naming ``source`` and the key."""
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as error:
-        raise ValueError(f"{path}: {_first_problem(error)}") from None
+        raise ValueError(f"{source}: {_first_problem(error)}") from None
 
 
-def _read(path: Path) -> dict[str, Any]:
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write every field of ``config`` as YAML that :func:`load_config` reads back to the
+    same config (unset optional values, which YAML and TOML cannot write, are left out)."""
+
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        return value
+
+    data = drop_none(config.model_dump(mode="json"))
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """The config file's tables as plain values, before any check of their contents."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -161,16 +227,14 @@ def _read(path: Path) -> dict[str, Any]:
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"{path}: TOML syntax error: {error}") from None
     elif path.suffix in {".yaml", ".yml"}:
-        import yaml
-
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: YAML syntax error: {' '.join(str(error).split())}") from None
     else:
         raise ValueError(f"{path}: expected a .toml, .yaml or .yml config")
-    if not isinstance(raw, dict) or "data" not in raw:
-        raise ValueError(f"{path}: expected a [data] section with train and dev paths")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected tables such as [data], [model] and [training]")
     return raw
 
 
@@ -187,14 +251,15 @@ def _first_problem(error: ValidationError) -> str:
     return f"{section}{key}: {first['msg']}{got}"
 
 
-def _parse_override(text: str) -> tuple[str, str, Any]:
-    """``model.rnn=gru`` → ``("model", "rnn", "gru")``; values are read as TOML literals."""
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``model.rnn=gru`` → ``(["model", "rnn"], "gru")``, and deeper names the same way
+    (``training.case_augmentation.lower=0``); values are read as TOML literals."""
     name, sep, literal = text.partition("=")
-    section, dot, key = name.strip().partition(".")
-    if not sep or not dot or not key:
+    keys = [key.strip() for key in name.split(".")]
+    if not sep or len(keys) < 2 or not all(keys):
         raise ValueError(f"override {text!r}: expected SECTION.KEY=VALUE, e.g. model.rnn=gru")
     try:
         value = tomllib.loads(f"v = {literal.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = literal.strip()
-    return section, key, value
+    return keys, value

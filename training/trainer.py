@@ -1,15 +1,14 @@
-"""The training loop: build vocabularies, initialise from GloVe, train, early-stop on dev F1."""
+"""The training loop: build vocabularies, initialise from pretrained vectors (or from a trained
+model, :mod:`~tagserve.training.init_from`), train, early-stop on dev F1."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
 import random
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,18 +21,27 @@ from tqdm import tqdm
 
 from tagserve.model.artifact import ModelBundle, build_network, load, save
 from tagserve.model.card import ModelCard, TokenizerSpec
-from tagserve.model.config import TaggerConfig
 from tagserve.model.encoding import encode
 from tagserve.model.network import Tagger
 from tagserve.model.predictor import Predictor
 from tagserve.model.schemes import convert, entity_types, labels_for
-from tagserve.model.vocab import PAD, UNK, LabelSet, Vocabulary, word_keys
-from tagserve.training.config import CaseAugmentation, OptimConfig, TrainConfig, data_dir
+from tagserve.model.vocab import LabelSet, Vocabulary
+from tagserve.training.config import (
+    CaseAugmentation,
+    OptimConfig,
+    TrainConfig,
+    data_dir,
+    save_config,
+)
 from tagserve.training.distillation import Teacher, load_teacher
 from tagserve.training.evaluate import evaluate, recase_tokens
-from tagserve.training.glove import load_glove
 from tagserve.training.optim import averaged_network, make_optimizer, weight_average
-from tagserve.training.readers import Example, read_dataset
+from tagserve.training.readers import Example
+from tagserve.training.splits import Splits, read_splits
+from tagserve.training.start import initial_network
+
+# Written beside the artifact: the whole resolved config, so `tagserve train FILE` repeats it.
+RESOLVED_CONFIG = "train-config.yaml"
 
 log = logging.getLogger(__name__)
 _Item = TypeVar("_Item", bound=tuple[Any, ...])
@@ -44,45 +52,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_vocabularies(
-    examples: list[Example], glove_words: list[str]
-) -> tuple[Vocabulary, Vocabulary, int]:
-    """Words: training words (lower-cased) then GloVe's most frequent; characters: training chars.
-
-    Returns both vocabularies and the number of leading word rows that training updates; the
-    GloVe-only rows after them stay frozen, so words unseen in training still get their vector.
-    """
-    words = Vocabulary.from_tokens([PAD, UNK])
-    for example in examples:
-        for token in example.tokens:
-            words.add(word_keys(token)[0])
-    trainable_rows = len(words)
-    for word in glove_words:
-        words.add(word)
-    chars = Vocabulary.from_tokens([PAD, UNK])
-    counts = Counter(c for e in examples for t in e.tokens for c in t)
-    for char, _ in counts.most_common():
-        chars.add(char)
-    return words, chars, trainable_rows
-
-
-def pretrained_matrix(
-    words: Vocabulary, glove_words: list[str], vectors: np.ndarray, dim: int
-) -> tuple[torch.Tensor, int]:
-    """One row per vocabulary word: its GloVe vector, or a small random one; and the hit count."""
-    glove_index = {w: i for i, w in enumerate(glove_words)}
-    scale = math.sqrt(3.0 / dim)
-    matrix = torch.empty(len(words), dim).uniform_(-scale, scale)
-    matrix[0].zero_()
-    found = 0
-    for i, word in enumerate(words.tokens[2:], start=2):
-        row = glove_index.get(word)
-        if row is not None:
-            matrix[i] = torch.from_numpy(vectors[row])
-            found += 1
-    return matrix, found
 
 
 def with_frozen_rows(network: Tagger, frozen: torch.Tensor, labels: LabelSet) -> Tagger:
@@ -111,15 +80,6 @@ def make_batches(examples: list[_Item], batch_size: int, rng: random.Random) -> 
 
 
 @dataclass
-class Splits:
-    """The examples of each data split (test optional)."""
-
-    train: list[Example]
-    dev: list[Example]
-    test: list[Example] | None
-
-
-@dataclass
 class TrainingState:
     """A network being trained and what turns it into a servable bundle at each checkpoint."""
 
@@ -132,6 +92,8 @@ class TrainingState:
     train_data: list[tuple[list[str], list[int], int]]
     intents: list[str]
     teacher: Teacher | None = None
+    # The init model's name and version (model.init), for the card.
+    init: dict[str, str] | None = None
 
     def bundle(self, card: ModelCard, weights: Tagger | None = None) -> ModelBundle:
         """``weights`` (the trained network by default) with the frozen GloVe rows appended,
@@ -146,53 +108,35 @@ def train(
     device: str = "cpu",
     data_root: Path | None = None,
     progress: bool = True,
+    train_set: list[Example] | None = None,
 ) -> dict[str, Any]:
-    """Train per ``config``, write the best-on-dev artifact to ``output`` and return its metrics."""
+    """Train per ``config``, write the best-on-dev artifact to ``output`` and return its metrics.
+
+    ``train_set``: the training split, when the caller has read it already (before a dev
+    split). ``config`` is written to ``output`` (:data:`RESOLVED_CONFIG`) once the data is read
+    and the network built."""
     started = time.monotonic()
     set_seed(config.training.seed)
-    splits = read_splits(config, data_dir(data_root))
-    state = build_state(config, splits.train, device)
-    card = initial_card(config, device, state.teacher)
+    root = data_dir(data_root)
+    splits = read_splits(config, root, train_set)
+    state = build_state(config, splits.train, device, root)
+    card = initial_card(config, device, state.teacher, state.init)
+    output.mkdir(parents=True, exist_ok=True)
+    save_config(config, output / RESOLVED_CONFIG)
     best_epoch, history = fit(state, splits.dev, config.training, card, output, progress)
     return finish(output, device, splits, best_epoch, history, started)
 
 
-def read_splits(config: TrainConfig, root: Path) -> Splits:
-    """Read train, dev and (if configured) test, failing on the first malformed line."""
-    data = config.data
-
-    def read(relative: str) -> list[Example]:
-        return read_dataset(root / relative, data.format, data.strict)
-
-    return Splits(read(data.train), read(data.dev), read(data.test) if data.test else None)
-
-
-def build_state(config: TrainConfig, train_set: list[Example], device: str) -> TrainingState:
-    """Vocabularies, labels and a network initialised from GloVe."""
+def build_state(
+    config: TrainConfig, train_set: list[Example], device: str, root: Path | None = None
+) -> TrainingState:
+    """Vocabularies, labels and a network initialised from pretrained vectors, or from the
+    init model (``model.init``) with the vectors for the words it lacks."""
     section = config.model
-    glove_words, vectors = (
-        load_glove(section.glove_rows) if section.pretrained else ([], np.zeros((0, 50)))
-    )
-    if section.pretrained and section.word_dim != vectors.shape[1]:
-        raise ValueError(
-            f"word_dim must be {vectors.shape[1]} to use GloVe, got {section.word_dim}"
-        )
-    words, chars, trainable_rows = build_vocabularies(train_set, glove_words)
     types = sorted(entity_types([t for e in train_set for t in e.tags]))
     labels = LabelSet(labels_for(types, section.scheme), section.scheme)
     intents = intent_labels(config, train_set)
-    tagger_config = TaggerConfig(
-        num_words=trainable_rows,
-        num_chars=len(chars),
-        num_tags=len(labels),
-        num_intents=len(intents),
-        **section.architecture(),
-    )
-    network = build_network(tagger_config, labels).to(device)
-    matrix, found = pretrained_matrix(words, glove_words, vectors, section.word_dim)
-    log.info("GloVe vectors for %d of %d words", found, len(words))
-    with torch.no_grad():
-        network.word_embedding.weight.copy_(matrix[:trainable_rows])
+    start = initial_network(section, train_set, labels, intents, data_dir(root))
     intent_index = {intent: i for i, intent in enumerate(intents)}
     train_data = [
         (
@@ -203,8 +147,17 @@ def build_state(config: TrainConfig, train_set: list[Example], device: str) -> T
         for e in train_set
     ]
     teacher = load_teacher(config.training.distillation, labels, bool(intents), device)
-    frozen = matrix[trainable_rows:].to(device)
-    return TrainingState(network, words, chars, labels, frozen, train_data, intents, teacher)
+    return TrainingState(
+        start.network.to(device),
+        start.words,
+        start.chars,
+        labels,
+        start.frozen_rows.to(device),
+        train_data,
+        intents,
+        teacher,
+        start.init,
+    )
 
 
 def intent_labels(config: TrainConfig, train_set: list[Example]) -> list[str]:
@@ -225,7 +178,12 @@ def intent_labels(config: TrainConfig, train_set: list[Example]) -> list[str]:
     return sorted({e.intent for e in train_set if e.intent is not None})
 
 
-def initial_card(config: TrainConfig, device: str, teacher: Teacher | None = None) -> ModelCard:
+def initial_card(
+    config: TrainConfig,
+    device: str,
+    teacher: Teacher | None = None,
+    init: dict[str, str] | None = None,
+) -> ModelCard:
     """The model card before any score is known: identity, input contract, provenance."""
     artifact = config.artifact
     return ModelCard(
@@ -239,6 +197,7 @@ def initial_card(config: TrainConfig, device: str, teacher: Teacher | None = Non
             "device": device,
             "machine": _machine(),
             **({"teacher": teacher.describe()} if teacher else {}),
+            **({"init": init} if init else {}),
         },
     )
 
