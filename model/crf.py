@@ -183,18 +183,38 @@ class CRF(nn.Module):
         arithmetic, is the cost, and NumPy's is far smaller than torch's.
         """
         self._check(emissions, mask)
+        return self.decode_lengths(emissions, mask.sum(1))
+
+    def decode_lengths(
+        self, emissions: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """:meth:`decode` from sequence lengths (batch,), each in 1..seq_len, instead of a
+        mask: what inference has, without building and checking a mask."""
+        if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
+            raise ValueError(
+                f"expected emissions of shape (batch, seq_len, {self.num_tags}), "
+                f"got {tuple(emissions.shape)}"
+            )
         transitions, start, end = self._numpy_scores()
-        # (batch, seq_len, num_tags)
-        scores = emissions.detach().double().cpu().numpy()
-        lengths = mask.sum(1).cpu().numpy()
-        paths = crf_decode.viterbi(scores, lengths, transitions, start, end)
-        probabilities = crf_decode.marginals(scores, lengths, transitions, start, end)
-        if probabilities is None:
-            fallback = self._log_space_marginals(emissions, mask).detach()
+        # (batch, seq_len, num_tags), float32: crf_decode reads it as float64
+        scores = emissions.detach().cpu().numpy()
+        sizes = lengths.cpu().numpy()
+        if sizes.shape != scores.shape[:1] or (
+            sizes.size and (sizes.min() < 1 or sizes.max() > scores.shape[1])
+        ):
+            got = f"{sizes.size} from {sizes.min()} to {sizes.max()}" if sizes.size else "none"
+            raise ValueError(
+                f"expected {scores.shape[0]} lengths in 1..{scores.shape[1]}, got {got}"
+            )
+        paths, chosen = crf_decode.decode(scores, sizes, transitions, start, end)
+        if chosen is None:
+            mask = torch.arange(emissions.size(1), device=lengths.device) < lengths.unsqueeze(1)
+            fallback = self._log_space_marginals(emissions, mask.to(emissions.device)).detach()
             probabilities = fallback.double().cpu().numpy()
-        chosen = [
-            probabilities[b, np.arange(len(path)), path].tolist() for b, path in enumerate(paths)
-        ]
+            chosen = [
+                probabilities[b, np.arange(len(path)), path].tolist()
+                for b, path in enumerate(paths)
+            ]
         return paths, chosen
 
     def _numpy_scores(self) -> tuple[np.ndarray, ...]:

@@ -9,6 +9,7 @@ takes the per-word Python and small-tensor work off the hot path.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tagserve.model.encoding import encode
@@ -65,8 +66,11 @@ class WordFeatureCache:
         seq_len = max(lengths)
         slots = self._slots
         rows = [[slots[w] for w in s] + [0] * (seq_len - len(s)) for s in sentences]
-        index = torch.tensor(rows, dtype=torch.long, device=self.device)
-        return matrix[index], torch.tensor(lengths, dtype=torch.long)
+        # NumPy builds the index from lists several times faster than torch.tensor, and
+        # index_select gathers several times faster than matrix[index]: same rows either way.
+        index = torch.from_numpy(np.array(rows, dtype=np.int64).reshape(-1)).to(self.device)
+        features = matrix.index_select(0, index).view(len(sentences), seq_len, -1)
+        return features, torch.tensor(lengths, dtype=torch.long)
 
     def _storage(self) -> torch.Tensor:
         if self._matrix is None:

@@ -237,8 +237,7 @@ class Tagger(nn.Module):
     ) -> tuple[list[list[int]], list[list[float]]]:
         """Best tag indices and each one's probability (CRF marginal or softmax), cut to length."""
         if self.crf is not None:
-            mask = padding_mask(lengths.to(emissions.device), emissions.size(1))
-            return self.crf.decode(emissions, mask)
+            return self.crf.decode_lengths(emissions, lengths)
         probabilities = emissions.softmax(dim=2)
         best = probabilities.max(dim=2)
         paths = [row[:n] for row, n in zip(best.indices.tolist(), lengths.tolist(), strict=True)]

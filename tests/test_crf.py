@@ -200,3 +200,45 @@ def test_decode_equals_reference_viterbi_and_marginals(seed: int) -> None:
     for b, path in enumerate(paths):
         expected = [marginals[b, t, k].item() for t, k in enumerate(path)]
         assert scores[b] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_sentence_decodes_as_it_does_in_any_batch(seed: int) -> None:
+    # decode has a path of its own for one sentence and one for a batch, which reorders
+    # rows unless they come longest first (as the predictor sends them): all must agree.
+    crf, emissions, mask = constrained_case(seed, scale=3)
+    lengths = mask.sum(1)
+    paths, scores = crf.decode(emissions, mask)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    sorted_paths, sorted_scores = crf.decode(emissions[order], mask[order])
+    assert sorted_paths == [paths[i] for i in order.tolist()]
+    assert sorted_scores == [scores[i] for i in order.tolist()]
+    for b, n in enumerate(lengths.tolist()):
+        # Alone, unpadded and padded past its end.
+        for width in (n, 7):
+            alone_paths, alone_scores = crf.decode(
+                emissions[b : b + 1, :width], mask[b : b + 1, :width]
+            )
+            assert alone_paths == [paths[b]]
+            assert alone_scores[0] == pytest.approx(scores[b], abs=1e-12)
+
+
+def test_one_sentence_survives_scores_that_underflow_probability_space() -> None:
+    crf, emissions, mask = constrained_case(11, scale=2000)
+    n = int(mask[0].sum())
+    paths, scores = crf.decode(emissions[:1, :n], mask[:1, :n])
+    reference = crf_reference.marginals(crf, emissions[:1, :n].double(), mask[:1, :n])
+    assert paths == crf_reference.viterbi(crf, emissions[:1, :n], mask[:1, :n])
+    expected = [reference[0, t, k].item() for t, k in enumerate(paths[0])]
+    assert scores[0] == pytest.approx(expected, abs=5e-3)
+
+
+def test_decode_from_lengths_rejects_lengths_outside_the_sequence() -> None:
+    crf = CRF(5)
+    emissions = torch.randn(2, 3, 5)
+    assert crf.decode_lengths(emissions, torch.tensor([3, 1])) == crf.decode(
+        emissions, torch.tensor([[True, True, True], [True, False, False]])
+    )
+    for lengths in ([0, 2], [4, 2], [3]):
+        with pytest.raises(ValueError, match=r"expected 2 lengths in 1\.\.3, got"):
+            crf.decode_lengths(emissions, torch.tensor(lengths))
