@@ -313,8 +313,11 @@ def test_models_appear_change_and_go_under_load_in_every_http_worker(
 ) -> None:
     models, log = tmp_path / "models", tmp_path / "server.log"
     models.mkdir()
-    shutil.copytree(shipped_models_dir / "ner", models / "ner")
-    (models / "slots").symlink_to(shipped_models_dir / "slots")
+    # Copies of the shipped models, made once: the shipped files may change meanwhile.
+    ner_release = shutil.copytree(shipped_models_dir / "ner", tmp_path / "releases" / "ner")
+    release = shutil.copytree(shipped_models_dir / "slots", tmp_path / "releases" / "slots")
+    shutil.copytree(ner_release, models / "ner")
+    (models / "slots").symlink_to(release)  # removed below by deleting the link
     base = read_info(models / "ner").card.version
     slots_version = read_info(models / "slots").card.version
     retrained = f"{base}-retrained"
@@ -323,7 +326,7 @@ def test_models_appear_change_and_go_under_load_in_every_http_worker(
         with Load(server.url, ["ner", "slots", "ner2"]) as load:
             time.sleep(2)
             # 1. A new model, copied in under a hidden name and renamed.
-            copy_in(shipped_models_dir / "ner", models / "ner2")
+            copy_in(ner_release, models / "ner2")
             hup1, done1 = reload(server, log, 1)
             expected = {"ner": base, "slots": slots_version, "ner2": base}
             for answers in models_everywhere(server.url, 2).values():
@@ -335,7 +338,7 @@ def test_models_appear_change_and_go_under_load_in_every_http_worker(
             for answers in models_everywhere(server.url, 2).values():
                 assert answers == [("2", expected)] * len(answers)
             # 3. A broken new model, and a broken replacement of ner2: both refused.
-            copy_in(shipped_models_dir / "ner", models / "broken")
+            copy_in(ner_release, models / "broken")
             break_weights(models / "broken")
             (models / "ner2" / "config.json").write_text("{not json")
             hup3, done3 = reload(server, log, 3)
@@ -401,7 +404,8 @@ def test_one_http_worker_follows_reloads_too(
 ) -> None:
     models, log = tmp_path / "models", tmp_path / "server.log"
     models.mkdir()
-    (models / "slots").symlink_to(shipped_models_dir / "slots")
+    release = shutil.copytree(shipped_models_dir / "slots", tmp_path / "releases" / "slots")
+    (models / "slots").symlink_to(release)
     server = start_server(
         models,
         timeout=120,
@@ -411,7 +415,7 @@ def test_one_http_worker_follows_reloads_too(
         log_level="info",
     )
     try:
-        copy_in(shipped_models_dir / "slots", models / "slots2")
+        copy_in(release, models / "slots2")
         reload(server, log, 1)
         answer = httpx.get(f"{server.url}/models", timeout=10)
         assert answer.headers[GENERATION_HEADER] == "1"
