@@ -144,3 +144,27 @@ def test_word_cache_changes_nothing_but_speed(tiny_bundle: ModelBundle, capacity
         for a, p in zip(again, plain, strict=True):
             assert a.scores == pytest.approx(p.scores, abs=1e-6)
     assert cached.cache is not None and len(cached.cache) <= capacity
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [[10, 10, 1, 1], [6, 6, 6, 6], [9, 9, 8, 5, 5, 5, 3, 2, 1, 1]],
+    ids=["mixed run then equal run", "one equal run", "mixed runs"],
+)
+def test_padded_lstm_runs_give_the_packed_states(lengths: list[int]) -> None:
+    # Inference runs the CPU BiLSTM over padded runs of similar lengths (the backward
+    # direction over each sentence reversed); training and no_grad pack the batch instead.
+    network = make_bundle(seed=4).network
+    torch.manual_seed(0)
+    sizes = torch.tensor(lengths)
+    # Padding past every sentence too, as a batch cut from a longer one has.
+    features = torch.randn(len(lengths), 11, network.input_dim)
+    real = torch.arange(11)[None, :] < sizes[:, None]
+    with torch.no_grad():
+        assert not network._runs_apply(features)
+        packed = network.encode(features, sizes).padded()
+    with torch.inference_mode():
+        assert network._runs_apply(features)
+        runs = network.encode(features, sizes).padded()
+    assert torch.allclose(runs[real], packed[real], atol=1e-5)
+    assert not runs[~real].any()
