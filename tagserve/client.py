@@ -189,6 +189,7 @@ class ModelInfo:
     test_metrics: Mapping[str, Any] | None
     trained_at: str | None
     intents: tuple[str, ...] = ()
+    precision: str = "float32"  # "int8" when the server quantizes it (TAGSERVE_PRECISION)
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,8 @@ def _parse_models(payload: dict[str, Any]) -> Models:
                 trained_at=m.get("trained_at"),
                 # A server older than the intent heads sends no "intents".
                 intents=tuple(m.get("intents") or ()),
+                # A server older than int8 serving sends no "precision": float32.
+                precision=m.get("precision") or "float32",
             )
             for m in payload["models"]
         ),

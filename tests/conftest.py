@@ -72,7 +72,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def shipped_models_dir() -> Path:
     """The shipped artifacts; fails when missing, since they are part of the product."""
-    for name in ("ner", "slots"):
+    for name in ("ner", "ner-fast", "slots"):
         if not (SHIPPED_MODELS_DIR / name / "config.json").is_file():
             pytest.fail(f"shipped model {name!r} missing under {SHIPPED_MODELS_DIR}")
     return SHIPPED_MODELS_DIR

@@ -100,6 +100,8 @@ def _strategy(annotation: Any, field: FieldInfo | None = None) -> st.SearchStrat
         return st.lists(_strategy(args[0]), max_size=3)
     if origin is dict and args[0] is str:
         return st.dictionaries(st.text(max_size=8), _strategy(args[1]), max_size=3)
+    if origin is typing.Literal:
+        return st.sampled_from(args)
     if annotation is Any:
         return _JSON
     if annotation is str:

@@ -20,7 +20,9 @@ def test_recorded_requests_are_the_generated_ones() -> None:
 
 def test_answers_equal_the_recorded_ones(shipped_models_dir: Path) -> None:
     recorded = json.loads(RESPONSES.read_text(encoding="utf-8"))
-    app = create_app(Settings(models_dir=shipped_models_dir))
+    # The models the answers were recorded with (a model shipped later would change the
+    # "loaded models" list of the 404s).
+    app = create_app(Settings(models_dir=shipped_models_dir, models=["ner", "slots"]))
     mismatches = []
     with TestClient(app) as client:
         for i, answer in enumerate(recorded):

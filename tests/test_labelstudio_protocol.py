@@ -51,7 +51,7 @@ NER_VERSION, SLOTS_VERSION = (
 @pytest.fixture(scope="module")
 def shipped() -> Iterator[TestClient]:
     """The shipped ner (default) and slots models, in this process."""
-    with TestClient(create_app(Settings(model_process=False))) as client:
+    with TestClient(create_app(Settings(model_process=False, models=["ner", "slots"]))) as client:
         yield client
 
 

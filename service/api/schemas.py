@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -237,6 +237,9 @@ class ModelInfo(BaseModel):
     entity_types: list[str]
     labels: list[str]
     intents: list[str] = Field(description="the intent head's labels; empty without a head")
+    precision: Literal["float32", "int8"] = Field(
+        description="what it is served in: TAGSERVE_PRECISION, else the model card's"
+    )
     test_metrics: dict[str, Any] | None
     trained_at: str | None
 

@@ -38,11 +38,13 @@ def thread_taggers(settings: Settings, names: list[str]) -> dict[str, ThreadTagg
 
     from tagserve.model.artifact import load
     from tagserve.model.predictor import Predictor
+    from tagserve.model.quantize import with_precision
 
     torch.set_num_threads(settings.torch_threads)
     taggers = {}
     for name in names:
         bundle = load(settings.models_dir / name, settings.device)
+        bundle = with_precision(bundle, settings.precision_for(name, bundle.card.precision))
         predictor = Predictor(
             bundle, batch_size=settings.max_batch_size, cache_words=settings.cache_words
         )

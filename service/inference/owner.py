@@ -23,6 +23,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from tagserve.model.card import Precision
 from tagserve.service.errors import WorkerStartError
 from tagserve.service.inference import protocol
 from tagserve.service.inference.protocol import ProtocolError, WorkerAddress
@@ -45,6 +46,7 @@ class WorkerOwner:
         batch_size: int,
         cache_words: int,
         device: str = "cpu",
+        precision: Precision | None = None,
         start_timeout_s: float = 120.0,
         on_restart: Callable[[], None] | None = None,
         run_dir: Path | None = None,
@@ -56,7 +58,7 @@ class WorkerOwner:
         self.address = WorkerAddress(
             name, f"{self._directory}/{name}.sock", secrets.token_bytes(32)
         )
-        self._initargs = (str(path), torch_threads, batch_size, cache_words, device)
+        self._initargs = (str(path), torch_threads, batch_size, cache_words, device, precision)
         self.start_timeout_s = start_timeout_s
         self._on_restart = on_restart
         self.restarts = 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tagserve.model.artifact_files import ArtifactError, ArtifactInfo, read_info
+from tagserve.model.card import Precision
 from tagserve.model.tagged import TaggedSentence
 from tagserve.service.errors import WorkerStartError
 from tagserve.service.inference.batcher import Batcher
@@ -54,6 +55,7 @@ class LoadedModel:
     tagger: ModelRunner
     owner: WorkerOwner | None = None
     source: str = ""
+    precision: Precision = "float32"  # what it is served in (TAGSERVE_PRECISION, else the card)
 
     def worker_alive(self) -> bool:
         """False while the model's worker process is down (always true in a thread)."""
@@ -78,6 +80,7 @@ class LoadedModel:
             "entity_types": self.info.labels.entity_types,
             "labels": self.info.labels.labels,
             "intents": self.info.intents,
+            "precision": self.precision,
             "test_metrics": _summary(card.test_metrics),
             "trained_at": card.trained_at,
         }
@@ -89,6 +92,13 @@ def model_names(settings: Settings) -> list[str]:
     if not names:
         raise ArtifactError(
             settings.models_dir, "no model artifacts found (each needs a config.json)"
+        )
+    unknown = sorted(set(settings.precision) - set(names) - {"*"})
+    if unknown:
+        raise ArtifactError(
+            settings.models_dir,
+            f"TAGSERVE_PRECISION names {', '.join(map(repr, unknown))}, not among the loaded "
+            f"models ({', '.join(names)})",
         )
     if settings.default_model not in names:
         raise ArtifactError(
@@ -136,6 +146,7 @@ def new_owner(
         device=settings.device,
         batch_size=settings.max_batch_size,
         cache_words=settings.cache_words,
+        precision=settings.precision.get(name, settings.precision.get("*")),
         on_restart=metrics.worker_restarts.labels(model=name).inc,
         run_dir=run_dir,
     )
@@ -236,7 +247,8 @@ def batched(
         on_batch=metrics.batch_size.labels(model=name).observe,
     )
     metrics.track_queue(name, partial(_waiting, batcher))
-    return LoadedModel(name, info, batcher, tagger, owner)
+    precision = settings.precision_for(name, info.card.precision)
+    return LoadedModel(name, info, batcher, tagger, owner, precision=precision)
 
 
 def _waiting(batcher: Batcher) -> float:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from tagserve.model.artifact_files import ArtifactError
+from tagserve.model.card import Precision
 from tagserve.processes import die_with_parent
 from tagserve.service.inference import protocol
 from tagserve.service.inference.protocol import ProtocolError, WorkerAddress
@@ -43,6 +44,7 @@ def serve_model(
     batch_size: int,
     cache_words: int,
     device: str = "cpu",
+    precision: Precision | None = None,
 ) -> None:
     """The worker's main: threads first, then the model, then answer batches until the
     owner says stop. One thread accepts connections, one reads each, and this one tags."""
@@ -51,7 +53,7 @@ def serve_model(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with_parent()
     try:
-        predictor = _load(Path(path), torch_threads, batch_size, cache_words, device)
+        predictor = _load(Path(path), torch_threads, batch_size, cache_words, device, precision)
     except ArtifactError as error:  # names the file and the field: the line to exit with
         ready.send(("artifact", str(error)))
         ready.close()
@@ -84,14 +86,25 @@ def serve_model(
     listener.close()
 
 
-def _load(path: Path, threads: int, batch_size: int, cache_words: int, device: str) -> Predictor:
+def _load(
+    path: Path,
+    threads: int,
+    batch_size: int,
+    cache_words: int,
+    device: str,
+    precision: Precision | None = None,
+) -> Predictor:
+    """Threads first, then the artifact, in the precision asked for (else its card's)."""
     import torch
 
     from tagserve.model.artifact import load
     from tagserve.model.predictor import Predictor
+    from tagserve.model.quantize import with_precision
 
     torch.set_num_threads(threads)
-    return Predictor(load(path, device), batch_size=batch_size, cache_words=cache_words)
+    bundle = load(path, device)
+    bundle = with_precision(bundle, precision or bundle.card.precision)
+    return Predictor(bundle, batch_size=batch_size, cache_words=cache_words)
 
 
 def _accept(listener: socket.socket, address: WorkerAddress, work: queue.Queue[Job | None]) -> None:
