@@ -51,6 +51,9 @@ def serve_model(
     # The server owns shutdown (it drains first, then stops us): its signals are not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # SIGHUP means "rescan the models folder" to the server; a hangup sent to the whole
+    # process group (a closed terminal) must not kill the model workers.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     die_with_parent()
     try:
         predictor = _load(Path(path), torch_threads, batch_size, cache_words, device, precision)
