@@ -27,8 +27,8 @@ compile() {
     --constraint requirements/torch.txt "$@" --output-file "requirements/$output.txt" "$source"
 }
 
-# dev is resolved first and holds everything; the other groups are cut from it, so a package
-# has one version in every group.
+# dev is resolved first and holds everything but ray; the other groups are cut from it, so a
+# package has one version in every group.
 compile dev pyproject.toml $upgrade \
   --extra train --extra bench --extra test --extra lint --extra client
 compile serve pyproject.toml --upgrade --constraint requirements/dev.txt
@@ -37,4 +37,7 @@ compile bench pyproject.toml --upgrade --constraint requirements/dev.txt --extra
 # The client distribution alone (httpx and its dependencies, no torch): dev holds the same
 # httpx through tagserve's client extra, so the pins agree.
 compile client client/pyproject.toml --upgrade --constraint requirements/dev.txt
+# ray (tagserve tag --engine ray) is not in dev: its own packages (ray, pandas, msgpack,
+# protobuf, ...) are added on top of dev's pins, which it shares and never moves.
+compile ray pyproject.toml --upgrade --constraint requirements/dev.txt --extra ray
 echo "== locked: $(grep -cE '^[a-z0-9]' requirements/dev.txt) packages in dev; now run: bash scripts/test.sh"

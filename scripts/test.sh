@@ -9,6 +9,8 @@ section() { echo; echo "== [$(( $(date +%s) - started ))s] $*"; }
 
 section "installing the locked dev set (requirements/dev.txt) into $(python3 -c 'import sys; print(sys.prefix)')"
 bash scripts/install.sh dev --editable
+section "installing the locked ray set (requirements/ray.txt) on top: tests/test_ray_engine.py needs it"
+bash scripts/install.sh ray --editable
 
 section "ruff"
 ruff check .

@@ -7,12 +7,11 @@ extra installed and ``tagserve train`` never loads the web stack.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tagserve.model.predictor import Predictor
@@ -37,20 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "else the cores available to the process)",
     )
 
-    tag = commands.add_parser("tag", help="tag raw text lines, write JSON lines")
-    tag.add_argument(
-        "input", nargs="?", default="-", help="text file, one text per line (default or -: stdin)"
-    )
-    tag.add_argument("--model", default="ner", help="shipped model name or artifact directory")
-    tag.add_argument("--output", type=Path, default=None, help="JSON lines file (default: stdout)")
-    tag.add_argument("--batch-size", type=int, default=64, help="lines tagged together")
-    tag.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="worker processes tagging chunks of lines (default 1: tag in this process)",
-    )
-    tag.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default: cpu")
+    _add_tag(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -422,46 +408,109 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tag(args: argparse.Namespace) -> int:
-    from tagserve.text.bulk import progress_bar, tag_lines_parallel
-    from tagserve.text.offline import tag_lines
+    import time
 
-    if args.batch_size < 1:
-        return _fail(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.workers < 1:
-        return _fail(f"--workers must be at least 1, got {args.workers}")
-    if args.device == "cuda":
+    from tagserve.model.artifact_files import ArtifactError
+    from tagserve.text.answers import RecordError
+    from tagserve.text.records import (
+        check_columns,
+        find_input,
+        find_output,
+        input_columns,
+        make_job,
+    )
+
+    problem = _tag_option_problem(args)
+    if problem:
+        return _fail(problem)
+    try:
+        source = find_input(args.input)
+        target = find_output(args.output, source)
+        job = make_job(source, target, args.text_field, args.tokens, args.max_text_chars)
+        check_columns(input_columns(source, job), source.name, job)
+        started = time.monotonic()
+        run = _tag_on_ray if args.engine == "ray" else _tag_locally
+        counts = run(args, source, target, job)
+    except OSError as error:
+        return _fail(f"cannot open {error.filename}: {error.strerror}")
+    except (ArtifactError, RecordError) as error:
+        return _fail(str(error))
+    except RuntimeError as error:  # a worker process or the Ray job failed
+        print(f"tagserve: error: {error}", file=sys.stderr)
+        return 1
+    seconds = time.monotonic() - started
+    if args.summary or (args.summary is None and (args.engine == "ray" or sys.stderr.isatty())):
+        print(
+            f"tagserve tag: {counts.records} records, {counts.errors} with an error, "
+            f"{counts.tokens} tokens, {seconds:.1f} s, {counts.tokens / seconds:.0f} tokens/s",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _tag_option_problem(args: argparse.Namespace) -> str | None:
+    """The first option of ``tagserve tag`` that cannot work, before anything is read."""
+    for option in ("batch_size", "workers", "threads", "max_text_chars"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            return f"--{option.replace('_', '-')} must be at least 1, got {value}"
+    if args.actors is not None:
+        try:
+            args.actors = _actors(args.actors)
+        except ValueError:
+            return f"--actors: expected N or MIN,MAX with 1 <= MIN <= MAX, got {args.actors!r}"
+    if args.engine == "local" and (args.actors is not None or args.address is not None):
+        return "--actors and --address are for --engine ray (the local engine takes --workers)"
+    if args.engine == "ray" and args.workers != 1:
+        return "--workers is for --engine local (the ray engine takes --actors)"
+    if args.device == "cuda" and args.engine == "local":
         import torch
 
         if not torch.cuda.is_available():
-            return _fail(
+            return (
                 "--device: cuda requested but no CUDA device is available "
                 f"(torch {torch.__version__})"
             )
-    with contextlib.ExitStack() as files:
-        try:
-            source = (
-                sys.stdin
-                if args.input == "-"
-                else files.enter_context(open(args.input, encoding="utf-8"))
-            )
-            sink = (
-                files.enter_context(args.output.open("w", encoding="utf-8"))
-                if args.output
-                else sys.stdout
-            )
-        except OSError as error:
-            return _fail(f"cannot open {error.filename}: {error.strerror}")
-        progress = files.enter_context(
-            progress_bar(None if args.input == "-" else Path(args.input))
-        )
+    return None
+
+
+def _actors(value: str) -> tuple[int, int]:
+    low, _, high = value.partition(",")
+    pool = (int(low), int(high or low))
+    if not 1 <= pool[0] <= pool[1]:
+        raise ValueError(value)
+    return pool
+
+
+def _tag_locally(args: argparse.Namespace, source: Any, target: Any, job: Any) -> Any:
+    from tagserve.text.bulk import LoadFailed, progress_bar, tag_records_parallel
+    from tagserve.text.offline import tag_records
+    from tagserve.text.records import Writer
+
+    with Writer(target) as writer, progress_bar(source) as progress:
         try:
             if args.workers == 1:
-                return tag_lines(source, sink, args.model, args.batch_size, args.device, progress)
-            return tag_lines_parallel(
-                source, sink, args.model, args.batch_size, args.workers, args.device, progress
-            )
-        except UnicodeDecodeError as error:
-            return _fail(f"{args.input}: not UTF-8 text ({error.reason} at byte {error.start})")
+                return tag_records(
+                    source, writer, job, args.model, args.batch_size, args.device, progress
+                )
+            return tag_records_parallel(
+                source, writer, job, args.model, args.batch_size, args.workers, args.device,
+                progress,
+            )  # fmt: skip
+        except LoadFailed as error:
+            from tagserve.text.answers import RecordError
+
+            raise RecordError(str(error)) from None
+
+
+def _tag_on_ray(args: argparse.Namespace, source: Any, target: Any, job: Any) -> Any:
+    from tagserve.text.ray_job import tag_on_cluster
+
+    return tag_on_cluster(
+        source, target, job, address=args.address, actors=args.actors, model=args.model,
+        batch_size=args.batch_size, threads=args.threads, device=args.device,
+        preserve_order=args.preserve_order,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

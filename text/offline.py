@@ -1,55 +1,48 @@
-"""``tagserve tag``: tag raw text lines in batches and write JSON lines, without HTTP."""
+"""``tagserve tag``'s local engine in this process: read blocks of records, tag each with
+:func:`~tagserve.text.answers.tag_block`, write them in input order, without HTTP."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from itertools import islice
+from pathlib import Path
 from typing import TextIO
 
-import orjson
-
-from tagserve.model.artifact import ArtifactError, load, resolve
+from tagserve.model.artifact import load, resolve
 from tagserve.model.predictor import Predictor
+from tagserve.text.answers import Counts, Job, tag_block
 from tagserve.text.limits import CACHE_WORDS, MAX_SENTENCE_TOKENS
-from tagserve.text.pipeline import build_results, model_inputs, plan_text
+from tagserve.text.records import Source, Writer, read_blocks
+
+# The server's defaults (tests/test_deploy_defaults.py checks both come from text/limits.py).
+__all__ = ["CACHE_WORDS", "MAX_SENTENCE_TOKENS", "load_predictor", "tag_records"]
 
 
-def tag_lines(
-    source: TextIO,
-    sink: TextIO,
+def tag_records(
+    source: Source,
+    writer: Writer,
+    job: Job,
     model: str,
     batch_size: int,
     device: str = "cpu",
     progress: Callable[[int], None] | None = None,
-) -> int:
-    """One JSON object per input line, shaped like one ``results`` entry of ``POST /tag``.
-
-    ``progress``, if given, is called with the number of lines after each batch is written.
-    """
-    try:
-        bundle = load(resolve(model), device)
-    except ArtifactError as error:
-        print(f"tagserve: error: {error}", file=sys.stderr)
-        return 2
-    predictor = Predictor(bundle, batch_size=batch_size, cache_words=CACHE_WORDS)
-    lines = (line.rstrip("\n") for line in source)
-    while chunk := list(islice(lines, batch_size)):
-        sink.write(tag_batch(predictor, chunk))
+    stdin: TextIO | None = None,
+) -> Counts:
+    """Tag every record of ``source`` into ``writer``, one batch at a time; ``progress``, if
+    given, is called with the number of records after each batch is written. Raises
+    :class:`~tagserve.model.artifact.ArtifactError` when the model cannot load and
+    :class:`~tagserve.text.answers.RecordError` when the input cannot be read as asked."""
+    predictor = load_predictor(resolve(model), device, batch_size)
+    counts = Counts()
+    for block in read_blocks(source, batch_size, stdin):
+        tagged = tag_block(predictor, block, job)
+        writer.write(tagged.output)
+        done = tagged.counts()
+        counts.add(done)
         if progress is not None:
-            progress(len(chunk))
-    return 0
+            progress(done.records)
+    return counts
 
 
-def tag_batch(predictor: Predictor, lines: list[str]) -> str:
-    """The JSON lines (each ending in a newline) of one batch of input lines.
-
-    The batch is what the predictor sees at once, so the same lines in the same batches give
-    the same bytes in any process (``tagserve tag --workers N`` relies on it).
-    """
-    bundle = predictor.bundle
-    tokenizer, scheme = bundle.card.tokenizer, bundle.labels.scheme
-    plans = [plan_text(line, tokenizer, MAX_SENTENCE_TOKENS) for line in lines]
-    tagged = predictor.predict(model_inputs(plans, tokenizer))
-    results = build_results(plans, tagged, scheme, intents=bool(bundle.intents))
-    return "".join(orjson.dumps(result).decode() + "\n" for result in results)
+def load_predictor(path: Path, device: str, batch_size: int) -> Predictor:
+    """The model at ``path`` with the server's word cache, batching ``batch_size`` sentences."""
+    return Predictor(load(path, device), batch_size=batch_size, cache_words=CACHE_WORDS)
