@@ -199,6 +199,12 @@ def test_a_missing_text_field_fails_before_any_work(ray_cluster: str, tmp_path: 
     assert done.stderr == (
         f"tagserve: error: --text-field 'body': {source} has no such field; its fields: id, text\n"
     )
+    # A GPU asked of a cluster without one: refused before the model is shipped.
+    done = run_tag(str(source), "--engine", "ray", "--address", ray_cluster, "--device", "cuda")
+    assert done.returncode == 2
+    assert (
+        done.stderr.splitlines()[-1] == "tagserve: error: --device cuda: the Ray cluster has no GPU"
+    )
     ds = ray.data.from_items([{"id": 1, "text": "x"}])
     with pytest.raises(
         RecordError, match="text_field 'body': the dataset has no such field; its fields: id, text"
