@@ -60,7 +60,7 @@ def gemm_bound(predictor: Predictor, rates: dict[tuple[int, int], float]) -> tup
     2 * 4h * (in + h) FLOP; the input part runs as one big GEMM, the recurrent part as batch x h
     @ h x 4h per step, the shape whose rate is timed (matrix-vector at batch 1)."""
     config = predictor.bundle.config
-    hidden, inputs = config.hidden_size, predictor.bundle.network.input_size
+    hidden, inputs = config.hidden_size, predictor.bundle.network.input_dim
     directions = 2 if config.bidirectional else 1
     gates = 4 if config.rnn == "lstm" else 3
     flop = directions * config.num_layers * 2 * gates * hidden * (inputs + hidden)
