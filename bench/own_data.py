@@ -205,6 +205,22 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary(results: list[dict[str, Any]]) -> str:
+    """Mean ± standard deviation over seeds of each run's test figures (markdown)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(result["run"].rsplit("-s", 1)[0], []).append(result)
+    lines = ["| run | seeds | test F1 | test intent acc. |", "|---|---|---|---|"]
+    for run, rows in groups.items():
+        cells = []
+        for key in ("test_f1", "test_intent_accuracy"):
+            values = [r[key] for r in rows if key in r]
+            spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+            cells.append(f"{statistics.mean(values):.2f}{spread}" if values else "")
+        lines.append(f"| {run} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def differences(pair: list[dict[str, Any]]) -> dict[str, float]:
     """Export-trained minus reference, per figure both runs have."""
     keys = [k for k in ("test_f1", "test_intent_accuracy") if k in pair[0] and k in pair[1]]
@@ -240,6 +256,7 @@ def main() -> None:
     for result in results:
         print(json.dumps(result), flush=True)
     print(table(results))
+    print(summary(results))
     for name, rows in deltas.items():
         if rows:
             means = {k: round(statistics.mean(r[k] for r in rows), 2) for k in rows[0]}

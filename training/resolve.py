@@ -149,6 +149,14 @@ def _recipe(train_set: list[Example], data: DataConfig, artifact: ArtifactConfig
         sentences -= dev_size(sentences, data.dev_split)
     types = entity_types([t for e in train_set for t in e.tags])
     has_intents = all(e.intent for e in train_set)
+    with_intent = sum(bool(e.intent) for e in train_set)
+    if 0 < with_intent < len(train_set):
+        log.warning(
+            "%d of %d training sentences have an intent: no intent head (it needs one on "
+            "every sentence)",
+            with_intent,
+            len(train_set),
+        )
     sections = default_sections(
         max(sentences, 1), len(types), has_intents, artifact.tokenizer, artifact.lowercase
     )
