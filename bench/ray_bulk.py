@@ -136,7 +136,8 @@ def main() -> None:
         corpus = write_corpus(folder, args.texts, args.data_dir)
         print(
             f"{args.texts} texts (CoNLL-2003 test cycled), model {args.model}, batch size "
-            f"{args.batch_size}, {os.cpu_count()} cores, torch threads 1 per worker/actor"
+            f"{args.batch_size}, {os.cpu_count()} cores; torch threads: 1 per worker process "
+            "or actor, torch's default in the command's process (--workers 1)"
         )
         configs: list[tuple[str, list[str]]] = [
             ("local --workers 1", ["--workers", "1"]),

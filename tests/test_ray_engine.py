@@ -145,7 +145,8 @@ def test_a_killed_actor_is_replaced_and_every_record_written_once(
     for target, folder in ((tmp_path / "out.jsonl", False), (tmp_path / "parts", True)):
         marker.unlink(missing_ok=True)
         where = f"{target}/" if folder else str(target)
-        counts = run_job(source, where, tiny_artifact, tagger=DiesOnce)
+        # Blocks of 4 KiB: the 600 records are spread over both actors.
+        counts = run_job(source, where, tiny_artifact, tagger=DiesOnce, block_bytes=4096)
         assert marker.exists(), "no actor was killed"
         written = sorted(target.iterdir()) if folder else [target]
         ids = [r["id"] for path in written for r in read_jsonl(path)]

@@ -114,9 +114,14 @@ def tag_dataset(
     text is not a string or is over ``max_text_chars``. Lazy, like any Dataset transform.
 
     ``actors`` is a pool size or ``(min, max)`` for an autoscaling pool; each actor takes
-    ``threads`` CPUs (and one GPU with ``device="cuda"``). Row order follows the Dataset's
-    ``DataContext.execution_options.preserve_order``. A missing text field or a column an
-    answer would overwrite raises :class:`~tagserve.text.answers.RecordError` at once.
+    ``threads`` CPUs (and one GPU with ``device="cuda"``). A missing text field or a column
+    an answer would overwrite raises :class:`~tagserve.text.answers.RecordError` at once.
+
+    The Dataset's :class:`~ray.data.DataContext` rules the rest, as ``tagserve tag`` sets it:
+    ``execution_options.preserve_order`` for row order; ``target_max_block_size`` (an actor
+    takes a block at a time, and Ray's default blocks hold ~10,000 short texts: 256 KiB keeps
+    every actor busy); ``wait_for_min_actors_s`` so the work starts once the pool is up.
+    Leave the reads a CPU the actors do not hold (or read with ``num_cpus=0``).
     """
     job = Job("arrow", "arrow", text_field, tokens, max_text_chars)
     check_columns(ds.columns(), "the dataset", job, option="text_field")
