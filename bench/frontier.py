@@ -6,7 +6,8 @@ For each model (a shipped name or an artifact directory) in float32 and in int8
 (:mod:`tagserve.model.quantize`): F1 on its test split as written and re-cased (lower, upper;
 a lower-casing model like ``slots`` reads every casing alike, so one figure, plus intent
 accuracy), tokens/s at batch 1 and 128 (one torch thread, word cache on, as the service runs
-it) with the share of the recurrence's GEMM bound they reach (the bound from the model's
+it, timed in interleaved rounds: the median of --rounds) with the share of the recurrence's
+float32 GEMM bound they reach (the bound from the model's
 shapes and a GEMM timed in this run), then ``tagserve serve`` with that model alone
 (``TAGSERVE_PRECISION``): single-sentence ``POST /tag`` req/s and p99 at c=64 with wrk, and
 the PSS of the whole process tree. ``--baseline`` adds an artifact in float32 (ner 1.0.0, the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -88,9 +90,13 @@ def serve(path: Path, precision: str, bodies: list[dict], seconds: float) -> dic
             "TAGSERVE_TORCH_THREADS": "1",
         }
         with running_server(env) as (url, _):
-            load_wrk(url + "/tag", bodies, CONCURRENCY, 200_000, 2)  # warm-up
-            result = load_wrk(url + "/tag", bodies, CONCURRENCY, 1_000_000, seconds)
+            load_wrk(url, bodies, CONCURRENCY, 200_000, 2)  # warm-up
+            result = load_wrk(url, bodies, CONCURRENCY, 1_000_000, seconds)
             pss = sum(memory_mb(pid, "Pss") for pid in process_tree(server_pid(url)))
+    if result["errors"] > 0.01 * result["requests"]:
+        raise SystemExit(
+            f"{result['errors']} of {result['requests']} requests failed: not a figure"
+        )
     return {
         "req/s": result["rps"],
         "p99 ms": result["p99"],
@@ -105,6 +111,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="an artifact timed in float32 only")
     parser.add_argument("--seconds", type=float, default=8.0, help="wrk run per row")
     parser.add_argument("--no-service", action="store_true", help="model-level figures only")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -119,6 +126,7 @@ def main() -> None:
     runs += [
         (model, precision, False) for model in args.models for precision in ("float32", "int8")
     ]
+    loaded = []
     for model, precision, is_baseline in runs:
         path = resolve(model)
         bundle = load(path)
@@ -127,24 +135,37 @@ def main() -> None:
         test = read_dataset(root / test_file)
         predictor = Predictor(with_precision(bundle, precision), batch_size=128, cache_words=50_000)
         sentences = [[t.lower() for t in e.tokens] if lowercase else e.tokens for e in test]
+        name = f"{bundle.card.name} {bundle.card.version}" + (" (baseline)" if is_baseline else "")
         row: dict[str, Any] = {
-            "model": f"{bundle.card.name} {bundle.card.version}"
-            + (" (baseline)" if is_baseline else ""),
+            "model": name,
             "precision": precision,
             **accuracy(predictor, test, lowercase),
-            "tok/s b=1": tokens_per_second(predictor, sentences, 1),
-            "tok/s b=128": tokens_per_second(predictor, sentences, 128),
-            "tok/s b=128 no cache": tokens_per_second(
-                Predictor(predictor.bundle, batch_size=128), sentences, 128
-            ),
         }
-        bound_1, bound_128 = gemm_bound(predictor, rates)
-        row["bound share b=1"] = row["tok/s b=1"] / bound_1
-        row["bound share b=128"] = row["tok/s b=128"] / bound_128
-        if not args.no_service:
-            bodies = [{"text": detokenize(e.tokens)} for e in test[:2000]]
-            row.update(serve(path, precision, bodies, args.seconds))
         rows.append(row)
+        loaded.append((path, precision, test, predictor, sentences))
+    # Speed in interleaved rounds (every variant once a round), the median of each: this
+    # machine drifts within minutes, and a ratio to the baseline needs both timed alike.
+    timings: list[dict[str, list[float]]] = [{} for _ in rows]
+    for _ in range(args.rounds):
+        for row_timings, (_, _, _, predictor, sentences) in zip(timings, loaded, strict=True):
+            cold = Predictor(predictor.bundle, batch_size=128)
+            for column, value in (
+                ("tok/s b=1", tokens_per_second(predictor, sentences, 1)),
+                ("tok/s b=128", tokens_per_second(predictor, sentences, 128)),
+                ("tok/s b=128 no cache", tokens_per_second(cold, sentences, 128)),
+            ):
+                row_timings.setdefault(column, []).append(value)
+    for row, row_timings, (path, precision, test, predictor, _) in zip(
+        rows, timings, loaded, strict=True
+    ):
+        row.update({column: statistics.median(v) for column, v in row_timings.items()})
+        if precision == "float32":  # the bound is float32 GEMM's; int8 runs other kernels
+            bound_1, bound_128 = gemm_bound(predictor, rates)
+            row["bound share b=1"] = row["tok/s b=1"] / bound_1
+            row["bound share b=128"] = row["tok/s b=128"] / bound_128
+        if not args.no_service:
+            bodies = [{"text": detokenize(e.tokens)[0]} for e in test[:2000]]
+            row.update(serve(path, precision, bodies, args.seconds))
         print(row, flush=True)
     print_table(rows, rates)
 
@@ -163,6 +184,7 @@ def print_table(rows: list[dict[str, Any]], rates: dict[tuple[int, int], float])
         "bound share b=128",
         "req/s",
         "p99 ms",
+        "errors",
         "PSS MB",
     ]
     columns = [c for c in columns if any(c in row for row in rows)]
@@ -177,7 +199,7 @@ def print_table(rows: list[dict[str, Any]], rates: dict[tuple[int, int], float])
                 cells.append("")
             elif column.startswith("bound"):
                 cells.append(f"{100 * value:.0f}%")
-            elif column.startswith(("tok/s", "req/s", "PSS")):
+            elif column.startswith(("tok/s", "req/s", "PSS", "errors")):
                 cells.append(f"{value:,.0f}")
             else:
                 cells.append(f"{value:.2f}")
