@@ -197,7 +197,11 @@ def run(args: argparse.Namespace) -> None:
     ROOT.mkdir(parents=True, exist_ok=True)
 
     def work(job: tuple[str, int | None, int, str | None]) -> None:
-        result = run_one(*job, root=root)
+        try:
+            result = run_one(*job, root=root)
+        except Exception as error:  # one failed run must not hide the others' results
+            print(json.dumps({"job": list(job), "error": repr(error)}), flush=True)
+            return
         with (ROOT / "results.jsonl").open("a") as sink:
             sink.write(json.dumps(result) + "\n")
         print(json.dumps(result), flush=True)
