@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +17,21 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tagserve.model.artifact_files import SHIPPED_MODELS_DIR
 from tagserve.model.card import Precision
 from tagserve.text.limits import CACHE_WORDS, MAX_SENTENCE_TOKENS
+
+# `tagserve train` arguments a training job from Label Studio sets itself.
+LABELSTUDIO_JOB_FLAGS = (
+    "--train",
+    "--dev",
+    "--format",
+    "--name",
+    "--version",
+    "--output",
+    "--force",
+)
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Set by `tagserve serve` for the processes it starts (not a setting): the pid that reloads
+# the models folder on SIGHUP.
+SERVER_PID_ENV = "TAGSERVE_SERVER_PID"
 
 
 class Settings(BaseSettings):
@@ -172,6 +190,41 @@ class Settings(BaseSettings):
         description="CORS allow-list, comma-separated or a JSON list; empty = off",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info")
+    labelstudio_url: str | None = Field(
+        None,
+        description="Label Studio's URL (http://host:8080): training from Label Studio "
+        "fetches the project's export from its API",
+    )
+    labelstudio_token: str | None = Field(
+        None,
+        description="a Label Studio API token (legacy token or personal access token) that "
+        "may export the projects to train from",
+        repr=False,
+    )
+    labelstudio_model_name: str = Field(
+        "ls-project-{project}",
+        description="the name of the model trained from a Label Studio project, `{project}` "
+        "being its id; the directory it gets in models_dir",
+    )
+    labelstudio_train_args: str = Field(
+        "",
+        description="more `tagserve train` arguments for training from Label Studio, as a "
+        "shell would split them (`--tokenizer atis --init slots`)",
+    )
+    labelstudio_train_every: int = Field(
+        0,
+        ge=0,
+        description="start training after this many ANNOTATION_CREATED/ANNOTATION_UPDATED "
+        "webhook events of a project; 0 = only on START_TRAINING",
+    )
+    labelstudio_train_timeout_s: float = Field(
+        3600.0, gt=0, description="a training job that runs longer is stopped and fails"
+    )
+    labelstudio_jobs_dir: Path | None = Field(
+        None,
+        description="training jobs' folders (export, log, state); default: "
+        "models_dir/.labelstudio-jobs",
+    )
 
     @field_validator("device")
     @classmethod
@@ -264,6 +317,65 @@ class Settings(BaseSettings):
         if not value.is_dir():
             raise ValueError(f"models_dir {value} is not a directory")
         return value
+
+    @field_validator("labelstudio_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+            raise PydanticCustomError(
+                "http_url", "expected http://HOST[:PORT][/PATH], got {url!r}", {"url": url}
+            )
+        return url
+
+    @field_validator("labelstudio_model_name")
+    @classmethod
+    def _model_name_template(cls, value: str) -> str:
+        """The name must make a visible directory name for every project id."""
+        example = value.replace("{project}", "12345")
+        if not _MODEL_NAME.fullmatch(example):
+            raise PydanticCustomError(
+                "model_name",
+                "{value!r} does not make a model name: letters, digits, '.', '_' and '-' "
+                "(not first), at most 64, with {{project}} for the project's id",
+                {"value": value},
+            )
+        return value
+
+    @field_validator("labelstudio_train_args")
+    @classmethod
+    def _train_args(cls, value: str) -> str:
+        """Shell-split here already, and none of the arguments the job itself sets."""
+        try:
+            arguments = shlex.split(value)
+        except ValueError as error:
+            raise PydanticCustomError(
+                "train_args",
+                "cannot split {value!r}: {reason}",
+                {"value": value, "reason": str(error)},
+            ) from None
+        owned = [a for a in arguments if a.split("=", 1)[0] in LABELSTUDIO_JOB_FLAGS]
+        if owned:
+            raise PydanticCustomError(
+                "train_args",
+                "{flag} is set by the training job itself (it sets {flags})",
+                {"flag": owned[0], "flags": ", ".join(LABELSTUDIO_JOB_FLAGS)},
+            )
+        return value
+
+    def labelstudio_jobs(self) -> Path:
+        """The folder of training jobs from Label Studio (hidden in models_dir by default:
+        the reload scan skips it)."""
+        return self.labelstudio_jobs_dir or self.models_dir / ".labelstudio-jobs"
+
+
+def server_pid() -> int | None:
+    """The ``tagserve serve`` process this one runs under (it reloads the models folder on
+    SIGHUP), or None outside ``tagserve serve`` (tests, another ASGI server)."""
+    value = os.environ.get(SERVER_PID_ENV, "")
+    return int(value) if value.isdigit() else None
 
 
 @lru_cache

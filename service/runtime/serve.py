@@ -31,7 +31,7 @@ from tagserve.service.runtime.system import (
     make_run_dir,
     prepare_metrics_dir,
 )
-from tagserve.service.settings import Settings
+from tagserve.service.settings import SERVER_PID_ENV, Settings
 
 if TYPE_CHECKING:  # imported in run(): prometheus-client only once its mode is chosen
     from tagserve.service.metrics import Metrics
@@ -91,6 +91,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -
         # From here on SIGHUP reloads the models folder (one asked for while loading runs
         # once serving has begun) instead of ending the server.
         signal.signal(signal.SIGHUP, fleet.request_reload)
+        # Where a process of this server (a training job) sends its SIGHUP to reload.
+        os.environ[SERVER_PID_ENV] = str(os.getpid())
         try:
             fleet.start()  # torch-free checks of every card first; a load error ends here
         except (ArtifactError, WorkerStartError) as error:

@@ -1,8 +1,9 @@
 """Which model answers a labeling config, and which config label each model label becomes.
 
 The model: the control's ``model="NAME"`` attribute, else ``model`` in the connection's
-``extra_params``, else the loaded model that knows the most of the config's labels (the
-default model on a tie). A model label goes to the config option that lists it in
+``extra_params``, else the model trained from the project (when it is served and
+knows any of the config's labels), else the loaded model that knows the most of the config's
+labels (the default model on a tie). A model label goes to the config option that lists it in
 ``predicted_values``, else to the one ``extra_params["labels"]`` maps it to (``{"PER":
 "Person"}``), else to the option of the same name (case-insensitively); model labels that
 reach no option are left out, config labels no model label reaches are never predicted.
@@ -79,10 +80,18 @@ def bind(
     default: str,
     extra: ExtraParams,
     where: str,
+    own: str | None = None,
 ) -> Binding:
     """The model and label maps for ``config``; 404 for an unknown model, 422 when the
-    model knows none of the config's labels (``where``: the request field of the config)."""
+    model knows none of the config's labels (``where``: the request field of the config).
+    ``own``: the model trained from the project, chosen when it is served, no model is
+    named, and it knows any of the config's labels."""
     chosen = next((c.model for c in config.controls() if c.model), None) or extra.model
+    if chosen is None and own is not None and own in models:
+        trained = _bind_one(config, models[own], extra)
+        if trained.spans or trained.choices:
+            _check_mapping(config, extra)
+            return trained
     if chosen is not None:
         if chosen not in models:
             raise UnknownModel(chosen, sorted(models))

@@ -4,7 +4,8 @@ gives Label Studio is ``http://HOST:8000/labelstudio``):
 - ``GET /health`` (and ``GET /``): ``{"status": "UP"}`` once the models are loaded, else 503;
 - ``POST /setup``: the project's config and ``extra_params`` checked, ``{"model_version"}``;
 - ``POST /predict``: one prediction per task, in task order;
-- ``POST /webhook``: events acknowledged (200); training from Label Studio is not wired yet.
+- ``POST /webhook``, ``POST /train``, ``GET /jobs``: training from Label Studio
+  (:mod:`.training_routes`).
 
 With API keys set, every route but ``/health`` needs one: as ``Authorization: Bearer KEY``
 or as HTTP Basic credentials with the key as password (Label Studio's ``BASIC_AUTH``).
@@ -13,6 +14,9 @@ Label Studio sends ``extra_params`` to ``/setup`` only (before each batch of pre
 asks for), so they are remembered per project in the process that answered it: with several
 HTTP workers or replicas, a ``/predict`` can reach another one. The ``model`` attribute and
 ``predicted_values`` in the config itself come with every request and never miss.
+
+A project's own model (trained from it: TAGSERVE_LABELSTUDIO_MODEL_NAME) answers it once it
+is served, unless the config or ``extra_params`` names another.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from tagserve.service.api.admission import Admission
 from tagserve.service.api.auth import require_backend_key
 from tagserve.service.api.labelstudio.binding import ExtraParams, bind, model_version, read_extra
 from tagserve.service.api.labelstudio.config import read_config
+from tagserve.service.api.labelstudio.jobs import model_name
 from tagserve.service.api.labelstudio.predict import predict
+from tagserve.service.api.labelstudio.training_routes import router as training_router
 from tagserve.service.errors import ShuttingDown
 from tagserve.service.inference.registry import LoadedModel
 from tagserve.service.settings import Settings
@@ -39,6 +45,7 @@ MAX_PROJECTS = 1000
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 protected = [Depends(require_backend_key)]
+router.include_router(training_router)
 
 
 class SetupRequest(BaseModel):
@@ -81,8 +88,14 @@ async def setup(body: SetupRequest, request: Request) -> Response:
     _ready(request)
     config = read_config(body.label_config, "schema")
     extra = read_extra(body.extra_params)
+    settings = _settings(request)
     binding = bind(
-        config, request.app.state.models, _settings(request).default_model, extra, "schema"
+        config,
+        request.app.state.models,
+        settings.default_model,
+        extra,
+        "schema",
+        _own_model(settings, body.project),
     )
     _remember(request, body.project, extra)
     return _json({"model_version": binding.model_version})
@@ -95,7 +108,14 @@ async def predict_tasks(body: PredictRequest, request: Request) -> Response:
     settings = _settings(request)
     config = read_config(body.label_config, "label_config")
     extra = _setups(request).get(body.project or "", ExtraParams())
-    binding = bind(config, request.app.state.models, settings.default_model, extra, "label_config")
+    binding = bind(
+        config,
+        request.app.state.models,
+        settings.default_model,
+        extra,
+        "label_config",
+        _own_model(settings, body.project),
+    )
     admission: Admission = request.app.state.admission
     length = request.headers.get("content-length", "")
     admission.admit(int(length) if length.isdigit() else 0, request.app.state.models.values())
@@ -106,17 +126,10 @@ async def predict_tasks(body: PredictRequest, request: Request) -> Response:
     return _json({"results": results, "model_version": binding.model_version})
 
 
-@router.post("/webhook", dependencies=protected)
-async def webhook(body: dict[str, Any]) -> Response:
-    """Annotation events and ``START_TRAINING`` are acknowledged; no training starts."""
-    return _json(
-        {
-            "status": "acknowledged",
-            "action": str(body.get("action", ""))[:100],
-            "training": "not started: training from Label Studio is not available in this "
-            "version (export the project and run tagserve train)",
-        }
-    )
+def _own_model(settings: Settings, project: str | None) -> str | None:
+    """The name a model trained from ``project`` ("ID.TIMESTAMP") has."""
+    head = (project or "").split(".", 1)[0]
+    return model_name(settings, int(head)) if head.isdigit() else None
 
 
 def _ready(request: Request) -> None:
