@@ -37,8 +37,9 @@ PORT = 8000  # what `tagserve serve --port` listens on in the container
 # deployment.yaml's budget comment uses the same figure.
 TEARDOWN_S = 10
 # PSS of `tagserve serve --workers 2` with both models, the highest of 8 measurements
-# (746-788 MB), and of one model worker process (the larger model's, 246 MB): the memory limit
-# must hold both plus a replacement model worker.
+# (746-788 MB; with ner-fast as a third model, 775 MB in 3 runs of bench.cold_start), and of
+# one model worker process (the larger model's, 246 MB): the memory limit must hold both plus
+# a replacement model worker.
 MEASURED_PSS_MB = 788
 MODEL_WORKER_PSS_MB = 246
 
