@@ -8,19 +8,21 @@ The corpus: CoNLL-2003 test's 3,453 sentences as typed text (bench.detok), cycle
 texts, each a JSON line ``{"id", "text", "doc"}`` in a temporary folder (never in the repo).
 Every configuration runs the real command twice: on one record (its fixed cost: Python,
 torch, the model, and for Ray joining the cluster and starting the actors) and on the whole
-corpus. ``wall`` rates divide by the whole run; ``steady`` rates by the difference of the two
-runs, which is what more records cost. Ray's runs join one local cluster that this script
-starts (``ray.init``, timed) and keeps for all of them. Memory: the peak over the run of the
-PSS (and RSS) summed over every process this script started (the command, its workers, and
-for Ray the whole cluster: GCS, raylet, workers, actors), sampled every 0.25 s from /proc.
-The driver's own CPU seconds per record bound how fast one process can write one output
-file for a whole cluster.
+corpus. ``wall`` rates divide by the whole run; ``writing`` rates by the time from the output
+file's first bytes to its last (the tagging once everything is up, watched every 20 ms);
+``steady`` rates by the difference of the two runs. Ray's runs join one local cluster that
+this script starts (``ray.init``, timed) and keeps for all of them. Memory: the peak over the
+run of the PSS (and RSS) summed over every process this script started (the command, its
+workers, and for Ray the whole cluster: GCS, raylet, workers, actors), sampled every 0.25 s
+from /proc. The driver's own CPU seconds per record bound how fast one process can write one
+output file for a whole cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -48,6 +50,7 @@ class Run:
     tokens: int
     peak_pss_mb: float
     peak_rss_mb: float
+    writing_seconds: float  # from the first output byte to the last
 
 
 def write_corpus(folder: Path, count: int, data: Path | None) -> Path:
@@ -93,11 +96,13 @@ def memory_kb(root: int) -> tuple[int, int]:
     return pss, rss
 
 
-def run(args: list[str]) -> Run:
-    """``tagserve tag ARGS --summary``, timed, its peak memory sampled meanwhile."""
+def run(args: list[str], output: Path) -> Run:
+    """``tagserve tag ARGS --summary``, timed, its peak memory sampled meanwhile, and the
+    times its ``output`` file got its first and its last bytes."""
     command = [sys.executable, "-m", "tagserve", "tag", *args, "--summary"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     peak = [0, 0]
+    sizes: list[tuple[float, int]] = []
     done = threading.Event()
 
     def sample() -> None:
@@ -105,7 +110,16 @@ def run(args: list[str]) -> Run:
             pss, rss = memory_kb(os.getpid())
             peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
 
+    def watch() -> None:
+        while not done.wait(0.02):
+            size = output.stat().st_size if output.exists() else 0
+            if not sizes or size != sizes[-1][1]:
+                sizes.append((time.perf_counter(), size))
+
+    output.unlink(missing_ok=True)
     sampler = threading.Thread(target=sample, daemon=True)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     sampler.start()
@@ -115,12 +129,15 @@ def run(args: list[str]) -> Run:
     process.returncode = os.waitstatus_to_exitcode(status)
     done.set()
     sampler.join()
+    watcher.join()
+    written = [moment for moment, size in sizes if size > 0]
+    writing = written[-1] - written[0] if len(written) > 1 else float("nan")
     found = [m for line in stderr.splitlines() if (m := SUMMARY.match(line))]
     if process.returncode != 0 or not found:
         sys.exit(f"{' '.join(args)} failed ({process.returncode}):\n{stderr[-3000:]}")
     records, _, tokens = (int(n) for n in found[-1].groups())
     cpu = usage.ru_utime + usage.ru_stime
-    return Run(seconds, cpu, records, tokens, peak[0] / 1024, peak[1] / 1024)
+    return Run(seconds, cpu, records, tokens, peak[0] / 1024, peak[1] / 1024, writing)
 
 
 def main() -> None:
@@ -134,6 +151,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ray-bulk-") as name:
         folder = Path(name)
         corpus = write_corpus(folder, args.texts, args.data_dir)
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(
             f"{args.texts} texts (CoNLL-2003 test cycled), model {args.model}, batch size "
             f"{args.batch_size}, {os.cpu_count()} cores; torch threads: 1 per worker process "
@@ -147,18 +165,11 @@ def main() -> None:
         outputs: dict[str, bytes] = {}
 
         def measure(label: str, options: list[str]) -> None:
-            tag = label.split()[0] + label.split()[-1]
+            one_out, out = folder / "one-out.jsonl", folder / f"out-{len(outputs)}.jsonl"
             one = run(
-                [
-                    str(folder / "one.jsonl"),
-                    *common,
-                    *options,
-                    "--output",
-                    str(folder / "one-out.jsonl"),
-                ]
+                [str(folder / "one.jsonl"), *common, *options, "--output", str(one_out)], one_out
             )
-            out = folder / f"out-{tag}.jsonl"
-            full = run([str(corpus), *common, *options, "--output", str(out)])
+            full = run([str(corpus), *common, *options, "--output", str(out)], out)
             results[label] = (one, full)
             outputs[label] = out.read_bytes()
             print(
@@ -189,37 +200,37 @@ def main() -> None:
         print(f"Ray cluster start (ray.init, num_cpus={os.cpu_count()}): {cluster_seconds:.1f} s; "
               f"the idle cluster's PSS: {idle_pss:.0f} MB")  # fmt: skip
         print(
-            f"{'configuration':<18} {'wall s':>7} {'fixed s':>7} {'rec/s':>7} {'tok/s':>7} "
-            f"{'steady rec/s':>12} {'steady tok/s':>12} {'peak PSS MB':>11} {'peak RSS MB':>11} "
-            f"{'driver CPU us/rec':>17}  same output as local 1"
+            f"{'configuration':<18} {'wall s':>6} {'fixed s':>7} {'rec/s':>6} {'tok/s':>6} "
+            f"{'writing s':>9} {'rec/s':>6} {'tok/s':>6} {'steady rec/s':>12} "
+            f"{'peak PSS MB':>11} {'peak RSS MB':>11} {'driver us/rec':>13}  same as local 1"
         )
-        steady: dict[str, float] = {}
+        rates: dict[str, dict[str, float]] = {"wall": {}, "writing": {}, "steady": {}}
         for label, (one, full) in results.items():
+            per_token = full.tokens / full.records
+            rates["wall"][label] = full.records / full.seconds
+            rates["writing"][label] = full.records / full.writing_seconds
             # Too small a corpus for its fixed cost to stand out gives no steady rate (nan).
             work = full.seconds - one.seconds
-            steady[label] = full.records / work if work > 0.1 * full.seconds else float("nan")
-            per_token = full.tokens / full.records
+            rates["steady"][label] = full.records / work if work > 0.1 * full.seconds else math.nan
             print(
-                f"{label:<18} {full.seconds:>7.1f} {one.seconds:>7.1f} "
-                f"{full.records / full.seconds:>7.0f} {full.tokens / full.seconds:>7.0f} "
-                f"{steady[label]:>12.0f} {steady[label] * per_token:>12.0f} "
+                f"{label:<18} {full.seconds:>6.1f} {one.seconds:>7.1f} "
+                f"{rates['wall'][label]:>6.0f} {rates['wall'][label] * per_token:>6.0f} "
+                f"{full.writing_seconds:>9.1f} {rates['writing'][label]:>6.0f} "
+                f"{rates['writing'][label] * per_token:>6.0f} {rates['steady'][label]:>12.0f} "
                 f"{full.peak_pss_mb:>11.0f} {full.peak_rss_mb:>11.0f} "
-                f"{1e6 * (full.cpu_seconds - one.cpu_seconds) / full.records:>17.0f}  "
+                f"{1e6 * (full.cpu_seconds - one.cpu_seconds) / full.records:>13.0f}  "
                 f"{'yes' if outputs[label] == reference else 'NO'}"
             )
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         line_bytes = len(reference) / args.texts
         in_bytes = corpus.stat().st_size / args.texts
         print(f"bytes per record: {in_bytes:.0f} in, {line_bytes:.0f} out (JSON lines)")
-        wall = {label: full.records / full.seconds for label, (_, full) in results.items()}
-        for name, rates in (("steady", steady), ("wall", wall)):
-            ray2, ray1, local2 = (
-                rates["ray --actors 2"],
-                rates["ray --actors 1"],
-                rates["local --workers 2"],
-            )
+        for name, by in rates.items():
+            ray2, ray1 = by["ray --actors 2"], by["ray --actors 1"]
             print(
-                f"targets ({name}): ray 2 actors / local 2 workers = {ray2 / local2:.2f} "
-                f"(target >= 0.8); ray 2 actors / ray 1 actor = {ray2 / ray1:.2f} (target >= 1.7)"
+                f"targets ({name}): ray 2 actors / local 2 workers = "
+                f"{ray2 / by['local --workers 2']:.2f} (target >= 0.8); "
+                f"ray 2 actors / ray 1 actor = {ray2 / ray1:.2f} (target >= 1.7)"
             )
 
 
