@@ -36,7 +36,7 @@ ROWS_PER_PART = 10_000
 # of the cluster (the default pool does), and a read task that waited for one would never run.
 # Blocks of about 2,300 CoNLL-sized texts in, 1,000 tagged out: under a second of an actor's
 # work, so the end of the input is spread too, and few enough that Ray's cost per block
-# stays small (with 64 KiB blocks, 2 actors took twice as long over 20,000 texts here).
+# stays small next to it.
 BLOCK_BYTES = 256 * 1024
 # How long a job waits for its pool's minimum of actors (a cluster adding nodes for them may
 # take minutes) before it fails.
