@@ -504,8 +504,14 @@ def _tag_locally(args: argparse.Namespace, source: Any, target: Any, job: Any) -
 
 
 def _tag_on_ray(args: argparse.Namespace, source: Any, target: Any, job: Any) -> Any:
-    from tagserve.text.ray_job import tag_on_cluster
+    from tagserve.text.answers import RecordError
 
+    try:
+        from tagserve.text.ray_job import tag_on_cluster
+    except ImportError as error:
+        raise RecordError(
+            f"--engine ray needs the ray extra ({error}): bash scripts/install.sh ray"
+        ) from None
     return tag_on_cluster(
         source, target, job, address=args.address, actors=args.actors, model=args.model,
         batch_size=args.batch_size, threads=args.threads, device=args.device,

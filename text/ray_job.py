@@ -56,7 +56,12 @@ def tag_on_cluster(
     ``ray://host:port``, host:port) or start one on this machine's cores (None), run the job
     with ``actors`` (default: one per ``threads`` CPUs of the cluster), and leave. A failed
     job raises what it comes down to (see :func:`plain_error`)."""
-    ray.init(address=address, include_dashboard=False if address is None else None)
+    ray.init(
+        address=address,
+        include_dashboard=False if address is None else None,
+        # Ray forwards what workers print to this process's stdout: not into JSON lines there.
+        log_to_driver=target.path is not None,
+    )
     try:
         if actors is None:
             cpus = int(ray.cluster_resources().get("CPU", 1))
