@@ -485,7 +485,7 @@ def _actors(value: str) -> tuple[int, int]:
 def _tag_locally(args: argparse.Namespace, source: Any, target: Any, job: Any) -> Any:
     from tagserve.text.bulk import LoadFailed, progress_bar, tag_records_parallel
     from tagserve.text.offline import tag_records
-    from tagserve.text.records import Writer
+    from tagserve.text.writer import Writer
 
     with Writer(target) as writer, progress_bar(source) as progress:
         try:

@@ -16,7 +16,8 @@ import pytest
 
 from tagserve.text.answers import Job, RecordError
 from tagserve.text.offline import tag_records
-from tagserve.text.records import Writer, find_input, find_output, make_job
+from tagserve.text.records import find_input, find_output, make_job
+from tagserve.text.writer import Writer
 from tests.records_helpers import (
     SUMMARY,
     TEXTS,

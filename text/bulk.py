@@ -28,7 +28,8 @@ from tagserve.model.artifact import ArtifactError, resolve
 from tagserve.processes import die_with_parent
 from tagserve.text.answers import Counts, Job, Tagged, tag_block
 from tagserve.text.offline import load_predictor
-from tagserve.text.records import Source, Writer, count_records, read_blocks
+from tagserve.text.records import Source, count_records, read_blocks
+from tagserve.text.writer import Writer
 
 if TYPE_CHECKING:
     import pyarrow as pa

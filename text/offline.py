@@ -11,7 +11,8 @@ from tagserve.model.artifact import load, resolve
 from tagserve.model.predictor import Predictor
 from tagserve.text.answers import Counts, Job, tag_block
 from tagserve.text.limits import CACHE_WORDS, MAX_SENTENCE_TOKENS
-from tagserve.text.records import Source, Writer, read_blocks
+from tagserve.text.records import Source, read_blocks
+from tagserve.text.writer import Writer
 
 # The server's defaults (tests/test_deploy_defaults.py checks both come from text/limits.py).
 __all__ = ["CACHE_WORDS", "MAX_SENTENCE_TOKENS", "load_predictor", "tag_records"]

@@ -28,7 +28,8 @@ from ray.data.block import BlockAccessor
 from tagserve.model.artifact_files import ArtifactError
 from tagserve.text.answers import ERROR_COLUMN, TOKENS_COLUMN, Counts, Job, RecordError
 from tagserve.text.ray_engine import LINE_COLUMN, RayTagger, map_tagger, ship_model
-from tagserve.text.records import Source, Target, Writer, split_jsonl_lines, split_text_lines
+from tagserve.text.records import Source, Target, split_jsonl_lines, split_text_lines
+from tagserve.text.writer import Writer
 
 # Records per part file of an output folder (Ray gathers blocks up to this before a write).
 ROWS_PER_PART = 10_000

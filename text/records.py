@@ -1,6 +1,7 @@
-"""Where ``tagserve tag`` reads and writes records: text lines, JSON lines or Parquet, a file or
-a folder of files, chosen by extension. Used by every engine (the Ray engine reads with Ray's
-own readers but splits lines with the functions here, so both engines see the same records).
+"""Where ``tagserve tag`` reads records and what it writes: text lines, JSON lines or Parquet,
+a file or a folder of files, chosen by extension (the writing is :mod:`tagserve.text.writer`).
+Used by every engine (the Ray engine reads files with Ray's readers but splits lines with the
+functions here, so both engines see the same records).
 
 An input file is Parquet for ``.parquet``/``.pq``, JSON lines for ``.jsonl``/``.ndjson``/
 ``.json``, text lines otherwise (one text per line, as ``tagserve tag`` always read). A folder
@@ -272,57 +273,3 @@ def _kind(path: Path) -> Kind:
     if suffix in PARQUET_SUFFIXES:
         return "parquet"
     return "jsonl" if suffix in JSONL_SUFFIXES else "lines"
-
-
-class Writer(contextlib.AbstractContextManager["Writer"]):
-    """Writes tagged blocks to a target: JSON-lines text, or Parquet tables (one file; a
-    folder gets one part file), dropping the Ray job's count columns."""
-
-    def __init__(self, target: Target, stdout: TextIO | None = None) -> None:
-        self.target = target
-        self._parquet: object = None
-        self._text: TextIO | None = None
-        path = target.path
-        if path is not None and target.folder:
-            path.mkdir(parents=True, exist_ok=True)
-            path = path / f"part-00000.{'parquet' if target.kind == 'parquet' else 'jsonl'}"
-        self.path = path
-        if target.kind == "jsonl":
-            self._text = path.open("w", encoding="utf-8") if path else (stdout or sys.stdout)
-
-    def write(self, output: list[str] | pa.Table) -> None:
-        """One tagged block's output, as :func:`~tagserve.text.answers.tag_block` made it."""
-        if isinstance(output, list):
-            self.write_lines(output)
-        else:
-            self.write_table(output)
-
-    def write_lines(self, lines: list[str]) -> None:
-        assert self._text is not None
-        self._text.write("".join(line + "\n" for line in lines))
-
-    def write_table(self, table: pa.Table) -> None:
-        import pyarrow.parquet as pq
-
-        table = table.drop_columns([n for n in table.column_names if n.startswith("__tagserve_")])
-        if self._parquet is None:
-            assert self.path is not None
-            self._parquet = pq.ParquetWriter(self.path, table.schema)
-        writer: pq.ParquetWriter = self._parquet  # type: ignore[assignment]
-        if table.schema != writer.schema:
-            try:
-                table = table.cast(writer.schema)
-            except (ValueError, TypeError) as error:
-                raise RecordError(
-                    f"--output {self.target.path}: a block's columns differ from the first "
-                    f"block's and cannot be cast to them ({error})"
-                ) from None
-        writer.write_table(table)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._parquet is not None:
-            self._parquet.close()  # type: ignore[attr-defined]
-        if self._text is not None and self.target.path is not None:
-            self._text.close()
-        elif self._text is not None:
-            self._text.flush()
