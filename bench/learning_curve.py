@@ -214,12 +214,15 @@ def run(args: argparse.Namespace) -> None:
 def report(_: argparse.Namespace) -> None:
     """Mean ± sd over seeds per corpus, size and variant."""
     groups: dict[tuple[str, int, str | None], list[dict[str, Any]]] = {}
-    for result in done():
+    latest = {(r["corpus"], r["size"], r["init"], r["seed"]): r for r in done()}
+    for result in latest.values():
         groups.setdefault((result["corpus"], result["size"], result["init"]), []).append(result)
     columns = ["test_f1", "test_f1_lower", "intent_accuracy", "dev_f1", "training_minutes"]
     print("| data | sentences | start | seeds | " + " | ".join(columns) + " |")
     print("|---" * (4 + len(columns)) + "|")
-    for (corpus, size, init), rows in sorted(groups.items()):
+    for (corpus, size, init), rows in sorted(
+        groups.items(), key=lambda g: (g[0][0], g[0][1], g[0][2] or "")
+    ):
         cells = []
         for column in columns:
             values = [r[column] for r in rows if column in r]
