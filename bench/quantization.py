@@ -14,31 +14,23 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import warnings
 
 import torch
-from torch import nn
 
 from tagserve.model.artifact import load, resolve
 from tagserve.model.predictor import Predictor
+from tagserve.model.quantize import with_precision
 from tagserve.training.config import data_dir
 from tagserve.training.evaluate import evaluate, recase_example
 from tagserve.training.readers import read_dataset
 
 
 def quantized_copy(model: str) -> Predictor:
-    """The model with its LSTM and output layer quantized to int8 (dynamic)."""
-    bundle = load(resolve(model))
-    network = bundle.network
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization is deprecated in favour of torchao
-        network.rnn = torch.ao.quantization.quantize_dynamic(
-            nn.Sequential(network.rnn), {nn.LSTM, nn.GRU}, dtype=torch.qint8
-        )[0]
-        network.emission = torch.ao.quantization.quantize_dynamic(
-            nn.Sequential(network.emission), {nn.Linear}, dtype=torch.qint8
-        )[0]
-    return Predictor(bundle, batch_size=128, cache_words=50_000)
+    """The model with its LSTM and output layer quantized to int8 (dynamic), as the service
+    serves it with ``TAGSERVE_PRECISION=NAME=int8``."""
+    return Predictor(
+        with_precision(load(resolve(model)), "int8"), batch_size=128, cache_words=50_000
+    )
 
 
 def tokens_per_second(predictor: Predictor, sentences: list[list[str]], batch: int) -> float:
