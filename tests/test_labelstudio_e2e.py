@@ -7,7 +7,9 @@ SQLite database in a temporary folder and gets its user and API token from the e
 on its first start (about 50 s here). tagserve runs with an API key, which Label Studio
 sends as the HTTP Basic password. Each project is created, connected, filled with tasks
 and predicted through Label Studio's REST API, then read back through its task API, its
-data manager (sorted by prediction score) and a JSON export.
+data manager (sorted by prediction score) and a JSON export. Last, a project annotated
+through the API is trained from Label Studio's own "Start Training" (its START_TRAINING
+webhook), and the model tagserve trains from its export predicts its tasks.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import httpx
 import pytest
 
 from tagserve.training.readers import read_dataset
+from tests.annotation_exports import from_tokens
 from tests.live_server import LiveServer, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -61,6 +64,11 @@ SLOTS_CONFIG = (
     + "</Choices></View>"
 )
 EMOJI_TASK = "🙂👍🏽 Angela Merkel met Emmanuel Macron in Paris ."
+# Training from Label Studio in seconds: a real tagserve train, a tiny network.
+TINY_TRAIN = (
+    "--vectors none --threads 1 --set training.epochs=2 --set model.hidden_size=16 "
+    "--set model.char_channels=8"
+)
 
 
 def _fail_or_skip(message: str) -> None:
@@ -148,10 +156,24 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Clie
 
 
 @pytest.fixture(scope="module")
-def tagserve(shipped_models_dir: Path) -> Iterator[LiveServer]:
-    """tagserve with the shipped models and an API key, one HTTP worker (so the
-    ``extra_params`` Label Studio sends to /setup reach the /predict that follows)."""
-    server = start_server(shipped_models_dir, api_keys=KEY, log_level="warning")
+def tagserve(
+    labelstudio: httpx.Client, shipped_models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """tagserve with copies of the shipped ner and slots models (a folder training may write
+    to) and an API key, one HTTP worker (so the ``extra_params`` Label Studio sends to /setup
+    reach the /predict that follows), training from this Label Studio with a tiny recipe."""
+    models = tmp_path_factory.mktemp("models")
+    for name in ("ner", "slots"):
+        shutil.copytree(shipped_models_dir / name, models / name)
+    server = start_server(
+        models,
+        timeout=120,
+        api_keys=KEY,
+        log_level="warning",
+        labelstudio_url=str(labelstudio.base_url).rstrip("/"),
+        labelstudio_token=TOKEN,
+        labelstudio_train_args=TINY_TRAIN,
+    )
     yield server
     server.stop()
 
@@ -326,3 +348,82 @@ def test_a_slots_and_intent_project_gets_slots_and_the_intent(
     assert sum(c == ["flight"] for c in choices) >= gold_flights - 3
     export = exported(labelstudio, project)
     assert [len(t["predictions"]) for t in export] == [1] * len(tasks_in)
+
+
+def test_start_training_in_label_studio_trains_and_serves_the_projects_model(
+    labelstudio: httpx.Client, tagserve: LiveServer, data_dir: Path
+) -> None:
+    """Annotate tasks through Label Studio's API, press its "Start Training" (the API
+    behind it), and the project's predictions come from the model tagserve trained."""
+    golds = {}
+    for example in read_dataset(data_dir / "conll2003/train.txt")[:300]:
+        if any(tag != "O" for tag in example.tags):
+            gold = from_tokens(example.tokens, example.tags)
+            golds.setdefault(gold.text, gold)
+    golds = dict(list(golds.items())[:24])
+    created = labelstudio.post(
+        "/api/projects", json={"title": "Trained by tagserve", "label_config": NER_CONFIG}
+    )
+    project = created.json()["id"]
+    backend = connect(labelstudio, tagserve, project, KEY)
+    assert backend.status_code == 201, backend.text
+    imported = labelstudio.post(
+        f"/api/projects/{project}/import", json=[{"text": t} for t in golds]
+    )
+    assert imported.status_code == 201
+    tasks = labelstudio.get("/api/tasks", params={"project": project, "page_size": 100}).json()
+    names = {"PER": "Person"}
+    for task in tasks["tasks"]:
+        gold = golds[task["data"]["text"]]
+        result = [
+            {"from_name": "label", "to_name": "text", "type": "labels",
+             "value": {"start": s, "end": e, "text": gold.text[s:e],
+                       "labels": [names.get(label, label)]}}
+            for s, e, label in gold.spans
+        ]  # fmt: skip
+        made = labelstudio.post(f"/api/tasks/{task['id']}/annotations/", json={"result": result})
+        assert made.status_code == 201, made.text
+    # "Start Training": Label Studio sends START_TRAINING to tagserve's /webhook (with the
+    # connection's Basic credentials); tagserve fetches the export with the API token.
+    trained = labelstudio.post(f"/api/ml/{backend.json()['id']}/train")
+    assert trained.status_code == 200, trained.text
+    auth = {"Authorization": f"Bearer {KEY}"}
+    name = f"ls-project-{project}"
+    deadline = time.monotonic() + 300
+    while True:
+        jobs = httpx.get(f"{tagserve.url}/labelstudio/jobs", headers=auth).json()["jobs"]
+        mine = [j for j in jobs if j["project"] == project]
+        if mine and mine[0]["status"] in ("succeeded", "failed"):
+            break
+        assert time.monotonic() < deadline, mine
+        time.sleep(1)
+    [job] = mine
+    assert job["status"] == "succeeded", job
+    assert (job["model"], job["version"], job["annotated"]) == (name, "1", len(golds))
+    assert job["trigger"] == "START_TRAINING" and job["reload"].startswith("requested")
+    deadline = time.monotonic() + 60
+    while f"{name}-1" not in {
+        f"{m['name']}-{m['version']}"
+        for m in httpx.get(f"{tagserve.url}/models", headers=auth).json()["models"]
+    }:
+        assert time.monotonic() < deadline, "the trained model was not served"
+        time.sleep(0.5)
+    action = labelstudio.post(
+        "/api/dm/actions",
+        params={"id": "retrieve_tasks_predictions", "project": project},
+        json={"selectedItems": {"all": True, "excluded": []}},
+    )
+    assert action.status_code == 200, action.text
+    [listed] = labelstudio.get("/api/ml", params={"project": project}).json()
+    assert listed["model_version"] == f"{name}-1", listed
+    predicted = labelstudio.get(
+        "/api/tasks", params={"project": project, "fields": "all", "page_size": 100}
+    ).json()["tasks"]
+    assert len(predicted) == len(golds)
+    for task in predicted:
+        [prediction] = [p for p in task["predictions"] if p["model_version"] == f"{name}-1"]
+        text = task["data"]["text"]
+        for item in prediction["result"]:
+            value = item["value"]
+            assert text[value["start"] : value["end"]] == value["text"]
+            assert value["labels"][0] in {"Person", "LOC", "ORG", "MISC"}

@@ -62,6 +62,8 @@ def main(argv: list[str]) -> int:
         problem = f"{type(error).__name__}: {error}"
         files.update_state(job_dir, status="failed", finished_at=files.now(), error=problem)
         raise  # the traceback goes to runner.log
+    finally:
+        os.close(lock)  # the job is over once its state says so: the next may start
     files.update_state(job_dir, status="succeeded", finished_at=files.now(), **outcome)
     return 0
 
@@ -178,7 +180,8 @@ def next_version(target: Path) -> str:
 def train(job_dir: Path, command: list[str], deadline: float, spec: dict[str, Any]) -> dict:
     """Run the trainer into ``train.log``; its summary, or :class:`JobFailed` with its
     error line, or when it runs past the deadline or the server stops."""
-    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV}
+    # Unbuffered: the job's state shows the trainer's latest lines while it runs.
+    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV} | {"PYTHONUNBUFFERED": "1"}
     server = spec.get("server")
     with (job_dir / files.LOG_FILE).open("ab") as log:
         process = subprocess.Popen(

@@ -32,14 +32,16 @@ log = logging.getLogger(__name__)
 RUNNER = "tagserve.service.api.labelstudio.job_runner"
 KEEP_JOBS = 20  # finished jobs' folders kept (each holds an export)
 COUNTS_FILE = "annotation-events.json"
+FINISHING_S = 2.0  # how long a finished job's process may take to let go of the lock
 
 
 class TrainingRefused(Exception):
     """No job can start now (answered 409): a setting is missing, or a job is running."""
 
-    def __init__(self, detail: str, job: str | None = None) -> None:
+    def __init__(self, detail: str, job: str | None = None, finishing: bool = False) -> None:
         super().__init__(detail)
         self.job = job
+        self.finishing = finishing
 
 
 def project_id(raw: Any, where: str) -> int:
@@ -70,10 +72,7 @@ def start_job(
     jobs.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = os.open(jobs / files.LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _running(jobs) from None
+        _take(lock, jobs)
         job = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
         job_dir = jobs / job
         job_dir.mkdir(mode=0o700)
@@ -101,6 +100,21 @@ def start_job(
         return read_job(settings, job) or state
     finally:
         os.close(lock)  # the job process holds its own copy of the lock from here on
+
+
+def _take(lock: int, jobs: Path) -> None:
+    """Take the jobs lock, or :class:`TrainingRefused` naming the job that holds it. A job
+    whose state is already final is letting go of it: that is waited for, briefly."""
+    deadline = time.monotonic() + FINISHING_S
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            refused = _running(jobs)
+            if not refused.finishing or time.monotonic() > deadline:
+                raise refused from None
+            time.sleep(0.02)
 
 
 def _check_settings(settings: Settings, name: str, fetch: bool) -> None:
@@ -148,6 +162,7 @@ def _running(jobs: Path) -> TrainingRefused:
         f"{state.get('project')}, since {state.get('started_at') or state.get('created_at')}): "
         f"one job at a time; see GET /labelstudio/jobs/{job}",
         job,
+        state.get("status") in files.FINAL,
     )
 
 
