@@ -59,7 +59,7 @@ COPY tagserve ./tagserve
 RUN rm tagserve/training \
     && pip install ${PIP_ARGS} --no-deps --no-build-isolation . \
     && pip check \
-    && python -I -c "from tagserve.model.artifact import available; assert available() == ['ner', 'slots'], available()" \
+    && python -I -c "from tagserve.model.artifact import available; assert available() == ['ner', 'ner-fast', 'slots'], available()" \
     && python -I -c "import importlib.util as u; assert u.find_spec('tagserve.training') is None" \
     && python -I -c "import tagserve.cli, tagserve.service.settings, uvloop, httptools"
 
