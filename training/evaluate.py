@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from seqeval.metrics import classification_report
 
@@ -49,15 +50,22 @@ def evaluate(predictor: Predictor, examples: list[Example]) -> dict[str, Any]:
     return metrics
 
 
+class _WithIntent(Protocol):
+    @property
+    def intent(self) -> str | None: ...
+
+
 def score_frames(
-    examples: list[Example],
+    examples: Sequence[_WithIntent],
     intents: list[str],
-    gold_tags: list[list[str]],
-    predicted_tags: list[list[str]],
+    gold_tags: Sequence[Any],
+    predicted_tags: Sequence[Any],
 ) -> dict[str, Any]:
     """Intent accuracy (exact label match, so ``atis_airfare#atis_flight`` must be predicted
     whole) and semantic frame accuracy (intent and every slot right), in percent, with
-    per-intent counts. A gold intent the model never saw in training is simply an error."""
+    per-intent counts. The slots of a sentence are compared whole (tag lists, or sets of
+    character spans), and a gold intent the model never saw in training, or none at all, is
+    simply an error."""
     per_intent: dict[str, dict[str, Any]] = {}
     right_intents = right_frames = 0
     for example, intent, gold, predicted in zip(

@@ -20,7 +20,7 @@ from tagserve.model.schemes import Scheme
 from tagserve.text.limits import MAX_SENTENCE_TOKENS
 from tagserve.text.pipeline import TextPlan, build_results, model_inputs, plan_text
 from tagserve.training.annotations import SpanRecord
-from tagserve.training.evaluate import format_table
+from tagserve.training.evaluate import format_table, score_frames
 
 SpanSet = set[tuple[int, int, str]]
 
@@ -53,7 +53,7 @@ def evaluate_spans(
     )
     if with_intents and any(record.intent is not None for record in records):
         intents = [(r.get("intent") or {}).get("label", "") for r in results]
-        metrics.update(score_intents(records, intents, gold, predicted))
+        metrics.update(score_frames(records, intents, gold, predicted))
     return metrics
 
 
@@ -78,33 +78,6 @@ def score_spans(gold: list[SpanSet], predicted: list[SpanSet]) -> dict[str, Any]
         "per_type": per_type,
         "gold_spans": total[2],
         "predicted_spans": total[1],
-    }
-
-
-def score_intents(
-    records: list[SpanRecord], intents: list[str], gold: list[SpanSet], predicted: list[SpanSet]
-) -> dict[str, Any]:
-    """Intent accuracy (exact label), frame accuracy (intent and every span right) in
-    percent, and per-intent counts, over all records (a record without an intent counts as
-    one the model cannot get right)."""
-    per_intent: dict[str, dict[str, Any]] = {}
-    right_intents = right_frames = 0
-    for record, intent, gold_spans, predicted_spans in zip(
-        records, intents, gold, predicted, strict=True
-    ):
-        counts = per_intent.setdefault(str(record.intent), {"support": 0, "correct": 0})
-        counts["support"] += 1
-        if intent == record.intent:
-            counts["correct"] += 1
-            right_intents += 1
-            right_frames += gold_spans == predicted_spans
-    for counts in per_intent.values():
-        counts["accuracy"] = 100 * counts["correct"] / counts["support"]
-    total = max(len(records), 1)
-    return {
-        "intent_accuracy": 100 * right_intents / total,
-        "frame_accuracy": 100 * right_frames / total,
-        "per_intent": dict(sorted(per_intent.items())),
     }
 
 
